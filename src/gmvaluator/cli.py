@@ -1,0 +1,193 @@
+"""The ``gmvaluator`` command line. Progress goes to stderr, a short summary to stdout.
+
+Exit codes: 0 ok, 1 failure, 2 bad input (one line naming the item and the fix).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from gmvaluator import __version__
+
+app = typer.Typer(
+    name="gmvaluator",
+    help="Value the training data of a generative model from the samples it generated.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+_state = {"debug": False}
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _handle_errors(func: F) -> F:
+    """Print our own errors as one line and exit with their code; --debug shows tracebacks."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from gmvaluator.errors import GMValuatorError
+
+        try:
+            return func(*args, **kwargs)
+        except GMValuatorError as exc:
+            if _state["debug"]:
+                raise
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"gmvaluator {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    debug: Annotated[bool, typer.Option(help="Show full tracebacks of errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Value the training data of a generative model from the samples it generated."""
+    _state["debug"] = debug
+
+
+Embedder = Annotated[
+    str | None,
+    typer.Option(
+        help="pixels, efficientnet-lite0, minilm or precomputed [default: by source kind]."
+    ),
+]
+K = Annotated[int | None, typer.Option("--k", help="Training matches per generated sample [10].")]
+Index = Annotated[str | None, typer.Option(help="auto, exact, pq or ivfpq [auto].")]
+Metric = Annotated[str | None, typer.Option(help="cosine or sqeuclidean [cosine].")]
+Temperature = Annotated[float | None, typer.Option(help="Softmax temperature T [1.0].")]
+Out = Annotated[Path, typer.Option("--out", help="Run folder to write.")]
+Overwrite = Annotated[bool, typer.Option(help="Replace a run folder made with other settings.")]
+Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
+
+
+@app.command()
+@_handle_errors
+def value(
+    train: Annotated[str, typer.Option(help="Training source: path or builtin:NAME.")],
+    generated: Annotated[str, typer.Option(help="Generated source: path or builtin:NAME.")],
+    out: Out,
+    embedder: Embedder = None,
+    k: K = None,
+    index: Index = None,
+    metric: Metric = None,
+    temperature: Temperature = None,
+    quality: Annotated[
+        Path | None, typer.Option(help="CSV of id,quality (q_j >= 0) per generated sample.")
+    ] = None,
+    nprobe: Annotated[int | None, typer.Option(help="IVF lists probed per query.")] = None,
+    n_candidates: Annotated[
+        int | None, typer.Option(help="K': PQ candidates re-ranked exactly [max(10k, 100)].")
+    ] = None,
+    text_column: Annotated[str | None, typer.Option(help="Text column of Parquet/JSONL.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Embedding batch size [64].")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed [0].")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML file of settings.")] = None,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+) -> None:
+    """Value every training item against the generated samples; write RUN/values.parquet."""
+    from gmvaluator.config import load_config
+    from gmvaluator.pipeline import run_value
+
+    cfg = load_config(
+        config,
+        embedder=embedder,
+        k=k,
+        index=index,
+        metric=metric,
+        temperature=temperature,
+        nprobe=nprobe,
+        n_candidates=n_candidates,
+        text_column=text_column,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    outcome = run_value(
+        train, generated, out, cfg, quality=quality, overwrite=overwrite, progress=not quiet
+    )
+    r = outcome.result
+    s = r.summary()
+    typer.echo(
+        f"valued {s['n_train']} training items against {s['n_generated']} generated samples "
+        f"(k={s['k']}, index {r.config['index']['factory']}, recall@{s['k']} {r.recall:.3f})"
+    )
+    typer.echo(f"matched {s['n_matched']} of {s['n_train']} training items")
+    typer.echo(f"wrote {out}/values.parquet, attributions.parquet, config.json, run.json")
+
+
+@app.command()
+@_handle_errors
+def top(
+    run: Annotated[Path, typer.Argument(help="Run folder written by `gmvaluator value`.")],
+    n: Annotated[int, typer.Option("-n", help="How many items.")] = 10,
+    least: Annotated[bool, typer.Option(help="Show the least valuable instead.")] = False,
+) -> None:
+    """Print the most (or least) valuable training items of a run."""
+    import pandas as pd
+
+    from gmvaluator.errors import InputError
+
+    path = run / "values.parquet"
+    if not path.is_file():
+        raise InputError(f"{path} does not exist: {run} is not a finished valuation run.")
+    df = pd.read_parquet(path).sort_values("rank", ascending=not least).head(n)
+    with pd.option_context("display.width", 200, "display.max_colwidth", 60):
+        typer.echo(df.to_string(index=False))
+
+
+@app.command()
+@_handle_errors
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Run folder to write.")] = Path("runs/demo"),
+    data: Annotated[str, typer.Option(help="auto, fashion-mnist or digits.")] = "auto",
+    per_class: Annotated[int, typer.Option(help="Generated samples per class.")] = 30,
+    epochs: Annotated[int | None, typer.Option(help="VAE epochs [by data size].")] = None,
+    embedder: Annotated[str, typer.Option(help="Embedder for valuation.")] = "pixels",
+    index: Annotated[str, typer.Option(help="auto, exact, pq or ivfpq.")] = "ivfpq",
+    k: Annotated[int, typer.Option("--k", help="Matches per generated sample.")] = 10,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+) -> None:
+    """Train a class-conditional VAE on real data, generate, value, and summarise."""
+    from gmvaluator.config import ValueConfig
+    from gmvaluator.demo import demo_summary, format_summary, run_demo
+
+    cfg = ValueConfig(embedder=embedder, index=index, k=k, seed=seed)
+    result = run_demo(
+        out,
+        data=data,
+        per_class=per_class,
+        epochs=epochs,
+        cfg=cfg,
+        seed=seed,
+        overwrite=overwrite,
+        progress=not quiet,
+    )
+    typer.echo(format_summary(demo_summary(result)))
+    typer.echo(f"wrote {out}/values.parquet, attributions.parquet, demo.json, run.json")
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app(prog_name="gmvaluator")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run())

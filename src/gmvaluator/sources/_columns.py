@@ -1,0 +1,112 @@
+"""Checks shared by every reader: ids, labels, contributors, image arrays and embeddings.
+
+Each check takes ``where`` (a path, a path plus a column or key) so that its error message names
+the offending item exactly as the user wrote it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from gmvaluator.errors import InputError
+
+# Rows checked at a time for finite values: bounds the temporary bool array on memory-mapped
+# inputs of millions of rows.
+_FINITE_BLOCK = 1 << 16
+
+
+def default_ids(prefix: str, n: int, *, start: int = 0) -> np.ndarray:
+    """``prefix0, prefix1, ...`` as a str array: the ids of sources that give none."""
+    return np.array([f"{prefix}{i}" for i in range(start, start + n)], dtype=str)
+
+
+def as_ids(values: Sequence[object] | np.ndarray, n: int, where: str) -> np.ndarray:
+    """User-given ids as a 1-D str array of length ``n``."""
+    arr = _one_column(values, n, where)
+    if arr.dtype.kind not in "USiu":
+        raise InputError(
+            f"{where} holds {arr.dtype} values; ids must be strings or integers. Convert them "
+            "or drop them to use row numbers."
+        )
+    return arr.astype(str)
+
+
+def as_labels(values: Sequence[object] | np.ndarray, n: int, where: str) -> np.ndarray:
+    """Labels as a 1-D array of length ``n``; ints stay ints, anything else becomes str."""
+    arr = _one_column(values, n, where)
+    if arr.dtype.kind in "iub":
+        return arr.astype(np.int64)
+    if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+        return arr.astype(np.int64)  # a float column of whole numbers, as pandas writes them
+    return arr.astype(str)
+
+
+def as_contributors(values: Sequence[object] | np.ndarray, n: int, where: str) -> np.ndarray:
+    """Contributors as a 1-D str array of length ``n`` (they are group keys, never numbers)."""
+    return _one_column(values, n, where).astype(str)
+
+
+def _one_column(values: Sequence[object] | np.ndarray, n: int, where: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.ndim != 1 or len(arr) != n:
+        raise InputError(
+            f"{where} has shape {arr.shape} but the source has {n} items. Give one value per item."
+        )
+    if arr.dtype.kind == "O":
+        bad = next((i for i, v in enumerate(arr) if v is None), None)
+        if bad is not None:
+            raise InputError(f"{where} is missing a value at row {bad}. Fill or drop it.")
+    return arr
+
+
+def as_embeddings(array: np.ndarray, where: str) -> np.ndarray:
+    """An (N, D) float array as float32, checked for finite values, row by row block."""
+    if array.ndim != 2 or array.dtype.kind not in "fiu":
+        raise InputError(
+            f"{where} has shape {array.shape} and dtype {array.dtype}; embeddings must be a 2-D "
+            "(N, D) float array. Save them as float32 with shape (items, dimensions)."
+        )
+    if array.shape[1] == 0:
+        raise InputError(f"{where} has embeddings of dimension 0. Save (N, D) with D >= 1.")
+    # A memory-mapped float32 file stays mapped; anything else is converted once.
+    out = array if array.dtype == np.float32 else array.astype(np.float32)
+    for start in range(0, out.shape[0], _FINITE_BLOCK):
+        ok = np.isfinite(out[start : start + _FINITE_BLOCK]).all(axis=1)
+        if not ok.all():
+            row = start + int(np.argmin(ok))
+            raise InputError(
+                f"{where} has a non-finite value (NaN or inf) in row {row}. Drop or recompute "
+                "that embedding."
+            )
+    return out
+
+
+def as_image_array(array: np.ndarray, where: str) -> np.ndarray:
+    """An (N,H,W) or (N,H,W,C) array, C in 1/3/4, uint8 or float in [0, 1]."""
+    shape_ok = array.ndim == 3 or (array.ndim == 4 and array.shape[3] in (1, 3, 4))
+    if not shape_ok:
+        raise InputError(
+            f"{where} has shape {array.shape}; images must be (N, H, W) or (N, H, W, C) with "
+            "C = 1, 3 or 4 channels last. Transpose channels-first arrays with "
+            "a.transpose(0, 2, 3, 1)."
+        )
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype.kind != "f":
+        raise InputError(
+            f"{where} has dtype {array.dtype}; images must be uint8 (0-255) or float in "
+            "[0, 1]. Convert them, e.g. a.astype(np.uint8)."
+        )
+    for start in range(0, array.shape[0], _FINITE_BLOCK):
+        block = array[start : start + _FINITE_BLOCK]
+        block = block.reshape(len(block), -1)
+        ok = np.isfinite(block).all(axis=1) & (block >= 0).all(axis=1) & (block <= 1).all(axis=1)
+        if not ok.all():
+            row = start + int(np.argmin(ok))
+            raise InputError(
+                f"{where} has a float image at row {row} with values outside [0, 1] (or NaN). "
+                "Scale float images to [0, 1] or save them as uint8."
+            )
+    return array

@@ -1,0 +1,121 @@
+"""Text sources: ``.txt`` (one sample per line) and ``.jsonl`` (one JSON object per line)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from gmvaluator.errors import InputError
+from gmvaluator.sources._columns import as_contributors, as_ids, as_labels
+from gmvaluator.sources.base import Dataset
+
+JSONL_OPTIONAL_KEYS = ("id", "label", "contributor")
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(1-based line number, line without its line break) for each non-blank line."""
+    try:
+        with open(path, "rb") as fh:
+            for lineno, raw in enumerate(fh, start=1):
+                try:
+                    line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+                except UnicodeDecodeError as exc:
+                    raise InputError(
+                        f"{path} line {lineno} is not valid UTF-8 ({exc.reason}). Re-save the "
+                        "file as UTF-8."
+                    ) from exc
+                line = line.rstrip("\r\n")
+                if line.strip():
+                    yield lineno, line
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc}. Check the file's permissions.") from exc
+
+
+def read_txt(path: str | Path) -> Dataset:
+    """One text sample per non-blank line; ids are ``line-<n>`` with 1-based line numbers."""
+    path = Path(path)
+    numbered = list(_lines(path))
+    if not numbered:
+        raise InputError(f"{path} holds no text: every line is blank. Put one sample per line.")
+    return Dataset(
+        name=str(path),
+        kind="text",
+        ids=np.array([f"line-{n}" for n, _ in numbered], dtype=str),
+        items=[line for _, line in numbered],
+    )
+
+
+def read_jsonl(path: str | Path, *, text_column: str | None = None) -> Dataset:
+    """One JSON object per line with a text key (default ``text``), optionally an ``id``,
+    ``label`` and ``contributor``; ids default to ``line-<n>``."""
+    path = Path(path)
+    key = text_column or "text"
+    rows = [(n, _parse_object(path, n, line, key)) for n, line in _lines(path)]
+    if not rows:
+        raise InputError(
+            f"{path} holds no records: every line is blank. Put one JSON object per line."
+        )
+    texts = [obj[key] for _, obj in rows]
+    columns = {col: _optional_key(path, rows, col) for col in JSONL_OPTIONAL_KEYS}
+    n = len(rows)
+    ids = columns["id"]
+    return Dataset(
+        name=str(path),
+        kind="text",
+        ids=np.array([f"line-{ln}" for ln, _ in rows], dtype=str)
+        if ids is None
+        else as_ids(ids, n, f"{path} key 'id'"),
+        items=texts,
+        labels=None
+        if columns["label"] is None
+        else as_labels(columns["label"], n, f"{path} key 'label'"),
+        contributors=None
+        if columns["contributor"] is None
+        else as_contributors(columns["contributor"], n, f"{path} key 'contributor'"),
+    )
+
+
+def _parse_object(path: Path, lineno: int, line: str, key: str) -> dict[str, object]:
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"{path} line {lineno} is not valid JSON ({exc.msg}). Fix or remove that line."
+        ) from exc
+    if not isinstance(obj, dict):
+        raise InputError(
+            f"{path} line {lineno} is a JSON {type(obj).__name__}, not an object. Write each "
+            f'line as {{"{key}": "..."}}.'
+        )
+    if not isinstance(obj.get(key), str):
+        what = "has no" if key not in obj else "has a non-string"
+        raise InputError(
+            f"{path} line {lineno} {what} {key!r} key (keys: {sorted(obj)}). Give each line a "
+            f'string "{key}", or choose the key with text_column.'
+        )
+    return obj
+
+
+def _optional_key(path: Path, rows: list[tuple[int, dict[str, object]]], col: str) -> list | None:
+    """The values of an optional key: all lines must have it, or none."""
+    present = [col in obj and obj[col] is not None for _, obj in rows]
+    if not any(present):
+        return None
+    if not all(present):
+        missing = rows[present.index(False)][0]
+        first = rows[present.index(True)][0]
+        raise InputError(
+            f"{path} line {missing} has no {col!r} but line {first} has one. Give every line "
+            f"a {col!r} or none."
+        )
+    values = [obj[col] for _, obj in rows]
+    for (lineno, _), v in zip(rows, values, strict=True):
+        if isinstance(v, (dict, list)):
+            raise InputError(
+                f"{path} line {lineno} has a {type(v).__name__} as {col!r}. Use a string or "
+                "a number."
+            )
+    return values
