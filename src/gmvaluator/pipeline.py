@@ -28,7 +28,7 @@ from gmvaluator.config import ValueConfig, diff_settings
 from gmvaluator.errors import InputError, ResumeError
 from gmvaluator.result import ValuationResult
 from gmvaluator.sources import Dataset, content_hash, load_source
-from gmvaluator.value import Valuator
+from gmvaluator.value import Valuator, check_same_dim
 
 
 @dataclass
@@ -176,6 +176,7 @@ def run_value(
         check_run_config(run, settings, overwrite)
     train = embed_stage(train_spec, "train", cfg, run, progress)
     generated = embed_stage(generated_spec, "generated", cfg, run, progress)
+    check_same_dim(train.vectors.shape[1], generated.vectors.shape[1])
     valuator, t_index = index_stage(train, cfg, run)
     q = read_quality(quality, generated.dataset.ids) if quality is not None else None
     t0 = time.perf_counter()

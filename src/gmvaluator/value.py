@@ -53,7 +53,7 @@ def check_quality(quality: Any, m: int, ids: np.ndarray | None = None) -> np.nda
     bad = ~np.isfinite(q) | (q < 0)
     if bad.any():
         j = int(np.flatnonzero(bad)[0])
-        name = ids[j] if ids is not None else j
+        name = str(ids[j]) if ids is not None else j
         raise InputError(
             f"quality of generated sample {name!r} is {q[j]}; scores must be finite and >= 0."
         )
@@ -193,11 +193,7 @@ class Valuator:
     def _prepare_queries(self, g: np.ndarray) -> np.ndarray:
         f = self._fitted()
         q = ix.prepare(g, self.metric, "generated embeddings")
-        if q.shape[1] != f.embeddings.shape[1]:
-            raise InputError(
-                f"generated embeddings have {q.shape[1]} dimensions but the training embeddings "
-                f"have {f.embeddings.shape[1]}. Embed both sets with the same embedder."
-            )
+        check_same_dim(f.embeddings.shape[1], q.shape[1])
         return q
 
     def value(
@@ -293,6 +289,14 @@ _DISTANCE_DOC = {
     "cosine": "1 - cosine similarity of L2-normalised embeddings, in [0, 2]",
     "sqeuclidean": "squared Euclidean distance of the raw embeddings",
 }
+
+
+def check_same_dim(train_dim: int, generated_dim: int) -> None:
+    if train_dim != generated_dim:
+        raise InputError(
+            f"generated embeddings have {generated_dim} dimensions but the training embeddings "
+            f"have {train_dim}. Embed both sets with the same embedder."
+        )
 
 
 def _as_ids(ids: Any, n: int, what: str) -> np.ndarray:

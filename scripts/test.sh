@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Install everything (scripts/setup.sh) and run the linters and the test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh all,dev
+export OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1
+.venv/bin/ruff check src tests bench
+.venv/bin/ruff format --check src tests bench
+.venv/bin/python -m pytest -q "$@"
