@@ -51,7 +51,8 @@ def test_exact_index_matches_numpy_oracle(digits_pixels):
         d, i = v.kneighbors(q)
         xp = ix.prepare(x, metric).astype(np.float64)
         qp = ix.prepare(q, metric).astype(np.float64)
-        full = np.stack([ix.pairwise_distance(qp[j : j + 1], xp[None], metric)[0] for j in range(len(q))])
+        rows = [ix.pairwise_distance(qp[j : j + 1], xp[None], metric)[0] for j in range(len(q))]
+        full = np.stack(rows)
         order = np.lexsort((np.broadcast_to(np.arange(len(x)), full.shape), full), axis=1)[:, :8]
         np.testing.assert_array_equal(i, order)
         np.testing.assert_allclose(d, np.take_along_axis(full, order, axis=1), atol=1e-9)
@@ -59,7 +60,7 @@ def test_exact_index_matches_numpy_oracle(digits_pixels):
 
 def test_ties_are_broken_by_training_order():
     x = np.array([[1, 0], [1, 0], [0, 1], [1, 0]], np.float32)
-    d, i = Valuator(k=3, index="exact").fit(x).kneighbors(np.array([[1, 0]], np.float32))
+    _, i = Valuator(k=3, index="exact").fit(x).kneighbors(np.array([[1, 0]], np.float32))
     np.testing.assert_array_equal(i[0], [0, 1, 3])
 
 

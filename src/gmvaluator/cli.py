@@ -6,7 +6,6 @@ Exit codes: 0 ok, 1 failure, 2 bad input (one line naming the item and the fix).
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -190,4 +189,4 @@ def run() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(run())
+    run()

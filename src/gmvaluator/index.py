@@ -175,7 +175,7 @@ def build(x: np.ndarray, params: IndexParams, seed: int = 0):  # type: ignore[no
     )
     # PQ kinds always use L2: on unit vectors it ranks exactly as cosine does.
     index = faiss.index_factory(x.shape[1], params.factory, metric)
-    if params.kind == "ivfpq":
+    if params.kind == "ivfpq" and params.nprobe is not None:
         faiss.extract_index_ivf(index).nprobe = params.nprobe
     if not index.is_trained:
         sample = x

@@ -119,18 +119,34 @@ class Valuator:
         self.random_state = random_state
 
     def get_params(self) -> dict[str, Any]:
-        keys = ("k", "index", "metric", "temperature", "m", "nbits", "nlist", "nprobe")
-        keys += ("n_candidates", "recall_sample", "random_state")
+        keys = (
+            "k",
+            "index",
+            "metric",
+            "temperature",
+            "m",
+            "nbits",
+            "nlist",
+            "nprobe",
+            "n_candidates",
+            "recall_sample",
+            "random_state",
+        )
         return {key: getattr(self, key) for key in keys}
 
     def _validate_params(self) -> None:
         name = type(self).__name__
         for key in ("k", "recall_sample"):
             v = getattr(self, key)
-            ok = isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
+            ok = isinstance(v, (int, np.integer)) and not isinstance(v, bool) and bool(v >= 1)
             check_param(name, key, v, ok, "an int in the range [1, inf)")
         t = self.temperature
-        ok = isinstance(t, (int, float)) and not isinstance(t, bool) and np.isfinite(t) and t > 0
+        ok = (
+            isinstance(t, (int, float))
+            and not isinstance(t, bool)
+            and bool(np.isfinite(t))
+            and t > 0
+        )
         check_param(name, "temperature", t, ok, "a float in the range (0, inf)")
         check_param(
             name, "index", self.index, self.index in ix.INDEX_KINDS, f"one of {ix.INDEX_KINDS}"

@@ -58,9 +58,7 @@ class _Net(nn.Module):
             nn.Linear(s.hidden, d),
         )
 
-    def encode(
-        self, x: torch.Tensor, y: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.enc_out(self.enc(torch.cat([x, y], 1))).chunk(2, dim=1)
         return mu, logvar
 
@@ -132,9 +130,7 @@ class CVAE:
         Averaged over ``n_draws`` seeded draws of the latent, so repeated calls agree exactly.
         """
         owner = "CVAE.loss"
-        check_param(
-            owner, "n_draws", n_draws, _is_int(n_draws) and n_draws >= 1, "an int >= 1"
-        )
+        check_param(owner, "n_draws", n_draws, _is_int(n_draws) and n_draws >= 1, "an int >= 1")
         x, y = _check_data(images, labels, self.settings.n_classes, owner)
         if x.shape[1:] != self.image_shape:
             raise InputError(
@@ -148,9 +144,7 @@ class CVAE:
                 for lo in range(0, len(x), _EVAL_BATCH):
                     sl = slice(lo, lo + _EVAL_BATCH)
                     xb = _to_unit(x[sl])
-                    total[sl] += self.net.neg_elbo(
-                        xb, self._one_hot(y[sl]), gen
-                    ).numpy()
+                    total[sl] += self.net.neg_elbo(xb, self._one_hot(y[sl]), gen).numpy()
         return total / n_draws
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
@@ -255,9 +249,7 @@ def train_cvae(
         ("hidden", hidden, 1),
         ("batch_size", batch_size, 1),
     ]:
-        check_param(
-            owner, name, value, _is_int(value) and value >= low, f"an int >= {low}"
-        )
+        check_param(owner, name, value, _is_int(value) and value >= low, f"an int >= {low}")
     check_param(owner, "lr", lr, isinstance(lr, float) and lr > 0, "a float > 0")
     check_param(owner, "seed", seed, _is_int(seed), "an int")
     ok_threads = num_threads is None or (_is_int(num_threads) and num_threads >= 1)
@@ -270,9 +262,7 @@ def train_cvae(
         net = _Net(settings)
     start = time.perf_counter()
     with _torch_threads(num_threads):
-        history = _fit(
-            net, x_np, y_np, n_classes, epochs, batch_size, lr, seed, progress
-        )
+        history = _fit(net, x_np, y_np, n_classes, epochs, batch_size, lr, seed, progress)
     params = {
         "epochs": epochs,
         "batch_size": batch_size,
@@ -384,9 +374,7 @@ def _check_data(
         )
     y = _check_labels(labels, n_classes, owner)
     if len(y) != len(x):
-        raise InputError(
-            f"{owner}: got {len(x)} images but {len(y)} labels; give one label each."
-        )
+        raise InputError(f"{owner}: got {len(x)} images but {len(y)} labels; give one label each.")
     if len(x) == 0:
         raise InputError(f"{owner}: images is empty; give at least one image.")
     return x, y

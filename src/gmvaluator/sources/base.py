@@ -80,9 +80,7 @@ def open_image(src, name: str) -> Image.Image:  # type: ignore[no-untyped-def]
             im.load()
             return im.copy()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise InputError(
-            f"cannot read image {name!r}: {exc}. Remove or replace the file."
-        ) from exc
+        raise InputError(f"cannot read image {name!r}: {exc}. Remove or replace the file.") from exc
 
 
 @dataclass(frozen=True)
