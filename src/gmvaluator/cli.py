@@ -5,14 +5,24 @@ Exit codes: 0 ok, 1 failure, 2 bad input (one line naming the item and the fix).
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
 
 from gmvaluator import __version__
+from gmvaluator.cli_common import (
+    STATE,
+    Embedder,
+    Index,
+    K,
+    Metric,
+    Out,
+    Overwrite,
+    Quiet,
+    Temperature,
+    handle_errors,
+)
 
 app = typer.Typer(
     name="gmvaluator",
@@ -21,26 +31,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-_state = {"debug": False}
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _handle_errors(func: F) -> F:
-    """Print our own errors as one line and exit with their code; --debug shows tracebacks."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from gmvaluator.errors import GMValuatorError
-
-        try:
-            return func(*args, **kwargs)
-        except GMValuatorError as exc:
-            if _state["debug"]:
-                raise
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(exc.exit_code) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _version(value: bool) -> None:
@@ -57,26 +47,11 @@ def main(
     ] = False,
 ) -> None:
     """Value the training data of a generative model from the samples it generated."""
-    _state["debug"] = debug
-
-
-Embedder = Annotated[
-    str | None,
-    typer.Option(
-        help="pixels, efficientnet-lite0, minilm or precomputed [default: by source kind]."
-    ),
-]
-K = Annotated[int | None, typer.Option("--k", help="Training matches per generated sample [10].")]
-Index = Annotated[str | None, typer.Option(help="auto, exact, pq or ivfpq [auto].")]
-Metric = Annotated[str | None, typer.Option(help="cosine or sqeuclidean [cosine].")]
-Temperature = Annotated[float | None, typer.Option(help="Softmax temperature T [1.0].")]
-Out = Annotated[Path, typer.Option("--out", help="Run folder to write.")]
-Overwrite = Annotated[bool, typer.Option(help="Replace a run folder made with other settings.")]
-Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
+    STATE["debug"] = debug
 
 
 @app.command()
-@_handle_errors
+@handle_errors
 def value(
     train: Annotated[str, typer.Option(help="Training source: path or builtin:NAME.")],
     generated: Annotated[str, typer.Option(help="Generated source: path or builtin:NAME.")],
@@ -131,7 +106,7 @@ def value(
 
 
 @app.command()
-@_handle_errors
+@handle_errors
 def top(
     run: Annotated[Path, typer.Argument(help="Run folder written by `gmvaluator value`.")],
     n: Annotated[int, typer.Option("-n", help="How many items.")] = 10,
@@ -151,7 +126,7 @@ def top(
 
 
 @app.command()
-@_handle_errors
+@handle_errors
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Run folder to write.")] = Path("runs/demo"),
     data: Annotated[str, typer.Option(help="auto, fashion-mnist or digits.")] = "auto",
@@ -181,6 +156,20 @@ def demo(
     )
     typer.echo(format_summary(demo_summary(result)))
     typer.echo(f"wrote {out}/values.parquet, attributions.parquet, demo.json, run.json")
+
+
+def _register_commands() -> None:
+    """Attach the commands that live in their own modules (gmvaluator.commands.*)."""
+    import importlib
+    import pkgutil
+
+    import gmvaluator.commands as commands
+
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
+        importlib.import_module(f"gmvaluator.commands.{info.name}").register(app)
+
+
+_register_commands()
 
 
 def run() -> None:

@@ -31,7 +31,7 @@ SETTINGS_FILE = "cvae.json"
 
 # Sample-passes (items x epochs) that train_cvae's default budget allows; see default_epochs.
 _PASS_BUDGET = 600_000
-_MAX_EPOCHS = 200
+_MAX_EPOCHS = 50
 _EVAL_BATCH = 2048
 
 
@@ -67,15 +67,15 @@ class _Net(nn.Module):
         return self.dec(torch.cat([z, y], 1))
 
     def neg_elbo(
-        self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator | None
+        self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator | None, beta: float = 1.0
     ) -> torch.Tensor:
-        """Per-sample negative ELBO in nats, one draw of the latent."""
+        """Per-sample negative ELBO in nats (KL term weighted by ``beta``), one latent draw."""
         mu, logvar = self.encode(x, y)
         eps = torch.randn(mu.shape, generator=gen, dtype=mu.dtype)
         logits = self.decode(mu + eps * torch.exp(0.5 * logvar), y)
         rec = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1)
         kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
-        return rec + kl
+        return rec + beta * kl
 
 
 class CVAE:
@@ -228,15 +228,19 @@ def train_cvae(
     epochs: int,
     latent_dim: int = 16,
     hidden: int = 400,
-    batch_size: int = 128,
-    lr: float = 1e-3,
+    batch_size: int = 256,
+    lr: float = 2e-3,
+    beta: float = 2.0,
     seed: int = 0,
     progress: bool = True,
     num_threads: int | None = 1,
 ) -> CVAE:
     """Train a conditional VAE on uint8 (N, H, W) images with int labels in [0, n_classes).
 
-    Adam on the mean negative ELBO; the seed fixes initial weights, shuffling and latent noise.
+    Adam on the mean negative ELBO with its KL term weighted by ``beta``; the seed fixes initial
+    weights, shuffling and latent noise. ``beta`` = 2 trades about 1 % of held-out ELBO for
+    samples that follow their label: with ``beta`` = 1 the latent carries part of the class, and
+    a classifier recognised 69-72 % of Fashion-MNIST samples after 10 epochs instead of 86 %.
     ``num_threads`` is torch's intra-op thread count while training (restored afterwards; None
     keeps the current one): these layers are too small to gain from a second thread, and two
     threads on two busy cores made an epoch 3 to 10 times slower here.
@@ -251,6 +255,7 @@ def train_cvae(
     ]:
         check_param(owner, name, value, _is_int(value) and value >= low, f"an int >= {low}")
     check_param(owner, "lr", lr, isinstance(lr, float) and lr > 0, "a float > 0")
+    check_param(owner, "beta", beta, isinstance(beta, (int, float)) and beta > 0, "a float > 0")
     check_param(owner, "seed", seed, _is_int(seed), "an int")
     ok_threads = num_threads is None or (_is_int(num_threads) and num_threads >= 1)
     check_param(owner, "num_threads", num_threads, ok_threads, "None or an int >= 1")
@@ -262,11 +267,12 @@ def train_cvae(
         net = _Net(settings)
     start = time.perf_counter()
     with _torch_threads(num_threads):
-        history = _fit(net, x_np, y_np, n_classes, epochs, batch_size, lr, seed, progress)
+        history = _fit(net, x_np, y_np, n_classes, epochs, batch_size, lr, beta, seed, progress)
     params = {
         "epochs": epochs,
         "batch_size": batch_size,
         "lr": lr,
+        "beta": float(beta),
         "seed": seed,
         "n_items": len(x_np),
     }
@@ -287,6 +293,7 @@ def _fit(
     epochs: int,
     batch_size: int,
     lr: float,
+    beta: float,
     seed: int,
     progress: bool,
 ) -> tuple[float, ...]:
@@ -303,7 +310,7 @@ def _fit(
         total = 0.0
         for lo in range(0, len(x), batch_size):
             idx = order[lo : lo + batch_size]
-            loss = net.neg_elbo(x[idx], y[idx], gen).mean()
+            loss = net.neg_elbo(x[idx], y[idx], gen, beta).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
