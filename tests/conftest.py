@@ -6,6 +6,11 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# CLI runs cache embeddings by default; keep the tests' cache out of the user's own.
+if "GMVALUATOR_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["GMVALUATOR_CACHE"] = tempfile.mkdtemp(prefix="gmvaluator-test-cache-")
 
 import numpy as np
 import pytest

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from gmvaluator._faults import checkpoint
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
@@ -29,9 +31,20 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        checkpoint("atomic-write")
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def remove_stale_temps(folder: str | os.PathLike[str]) -> int:
+    """Delete temporary files that a killed run left behind; returns how many."""
+    removed = 0
+    for tmp in Path(folder).rglob(".*.tmp"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
@@ -58,11 +71,15 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot write {type(obj).__name__} to JSON")
 
 
-def hash_array(array: np.ndarray) -> str:
-    """SHA-256 of an array's dtype, shape and bytes."""
+def hash_array(array: np.ndarray, block: int = 1 << 16) -> str:
+    """SHA-256 of an array's dtype, shape and bytes, read in blocks of rows (mmap-friendly)."""
     h = hashlib.sha256()
     h.update(f"{array.dtype.str}{array.shape}".encode())
-    h.update(np.ascontiguousarray(array).tobytes())
+    if array.ndim == 0:
+        h.update(np.ascontiguousarray(array).tobytes())
+        return h.hexdigest()
+    for start in range(0, array.shape[0], block):
+        h.update(np.ascontiguousarray(array[start : start + block]).tobytes())
     return h.hexdigest()
 
 

@@ -17,6 +17,8 @@ class ValueConfig:
     ``embedder`` None picks the default for the source kind (efficientnet-lite0 for images,
     minilm for text, precomputed for embeddings). Index settings left None are resolved by
     ``gmvaluator.index.resolve_params`` and the resolved values are recorded in the run.
+    ``rerank`` picks the distance d_ij (``gmvaluator.rerank``); ``quality_norm`` how quality
+    scores become q_j (``gmvaluator.quality.normalize``).
     """
 
     embedder: str | None = None
@@ -31,8 +33,12 @@ class ValueConfig:
     nprobe: int | None = None
     n_candidates: int | None = None
     recall_sample: int = 1000
+    target_recall: float = 0.99
     seed: int = 0
     text_column: str | None = None
+    shard_size: int = 4096
+    rerank: str = "exact"
+    quality_norm: str = "raw"
 
     def valuator_params(self) -> dict[str, Any]:
         return {
@@ -46,6 +52,7 @@ class ValueConfig:
             "nprobe": self.nprobe,
             "n_candidates": self.n_candidates,
             "recall_sample": self.recall_sample,
+            "target_recall": self.target_recall,
             "random_state": self.seed,
         }
 

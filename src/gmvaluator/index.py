@@ -5,6 +5,12 @@ run's metric, in two steps: recall K' candidates from the faiss index (exact or 
 Quantization), then re-rank those candidates with the exact distance computed in float64 from
 the stored embeddings. Ties are broken by training-row order, so results are deterministic.
 
+``auto`` picks exact search for small sets and IVF-PQ above ``AUTO_EXACT_MAX``, then tunes
+nprobe and K' until recall@k on held-out training queries reaches a target (``tune``); the
+choice, its reason and the measured recall travel in ``IndexParams`` into ``index.json``.
+Search, re-rank and exact search work in bounded blocks, so the stored embeddings may be
+memory-mapped and memory grows with the index and one batch, not with n x d.
+
 Distances (what enters the value formula):
 - ``cosine``: 1 - cos(q, x) on L2-normalised embeddings, in [0, 2];
 - ``sqeuclidean``: squared L2 distance on the raw embeddings.
@@ -13,11 +19,14 @@ Distances (what enters the value formula):
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
+from gmvaluator._io import atomic_path
 from gmvaluator.errors import InputError, check_param
 
 Metric = Literal["cosine", "sqeuclidean"]
@@ -25,13 +34,27 @@ IndexKind = Literal["auto", "exact", "pq", "ivfpq"]
 METRICS = ("cosine", "sqeuclidean")
 INDEX_KINDS = ("auto", "exact", "pq", "ivfpq")
 
-#: ``auto`` uses exact search up to this many training items: measured here, exact faiss search
-#: over 100k x 512 answers ~1,100 queries/s, so an approximate index pays off only above it.
+#: ``auto`` uses exact search up to this many training items. At n = 100k, d = 512 exact faiss
+#: search beat building and tuning IVF-PQ until about 30,000 queries (docs/PERFORMANCE.md); it
+#: also beat numpy's BLAS 2x on the AMD machine measured, so exact search stays on faiss.
 AUTO_EXACT_MAX = 100_000
+#: Recall@k that ``auto`` tunes an approximate index to reach on held-out training queries.
+DEFAULT_TARGET_RECALL = 0.99
+#: Largest K' that tuning tries before falling back to exact search.
+MAX_TUNED_CANDIDATES = 4096
 #: Vectors used to train PQ / IVF codebooks (a random sample when the set is larger).
 MAX_TRAIN_SAMPLE = 100_000
+#: ``auto`` trains IVF-PQ on this many vectors per inverted list (and per PQ centroid), which
+#: halved the build at n = 100k with the same tuned settings and recall as training on 100k.
+AUTO_TRAIN_PER_LIST = 40
+#: Rows checked, normalised or added to the index at a time.
+_PREPARE_BLOCK = 1 << 16
 #: Rows of (queries x candidates x dim) gathered at once during re-rank.
 _RERANK_BLOCK = 1 << 22
+#: Queries searched at once: bounds the (queries x K') candidate lists held in memory.
+_SEARCH_BATCH = 1 << 14
+#: Training rows scored at once by ``exact_search``: bounds its (queries x rows) score block.
+_EXACT_BLOCK = 1 << 15
 
 
 @dataclass(frozen=True)
@@ -49,6 +72,11 @@ class IndexParams:
     nprobe: int | None = None
     n_candidates: int | None = None
     reason: str = ""
+    #: ``auto`` only: the recall@k the settings were tuned to reach, and what they reached on
+    #: held-out training queries (each searched with itself left out of its own results).
+    target_recall: float | None = None
+    heldout_recall: float | None = None
+    heldout_queries: int | None = None
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -66,10 +94,12 @@ def resolve_params(
     nlist: int | None = None,
     nprobe: int | None = None,
     n_candidates: int | None = None,
+    target_recall: float | None = None,
 ) -> IndexParams:
     """Fill in every setting the user left out, with the documented defaults.
 
-    - ``auto``: ``exact`` up to ``AUTO_EXACT_MAX`` items, else ``ivfpq``.
+    - ``auto``: ``exact`` up to ``AUTO_EXACT_MAX`` items, else ``ivfpq``; the result carries
+      ``target_recall`` (default 0.99) and ``build_tuned`` then tunes nprobe and K' to reach it.
     - ``m`` (sub-quantizers): the largest divisor of ``dim`` that is at most min(64, dim/2).
     - ``nbits``: 8 (256 centroids per sub-quantizer), fewer when there are too few items to
       train 256 centroids (at least 4 items per centroid).
@@ -80,11 +110,17 @@ def resolve_params(
     check_param("Valuator", "index", kind, kind in INDEX_KINDS, f"one of {INDEX_KINDS}")
     check_param("Valuator", "metric", metric, metric in METRICS, f"one of {METRICS}")
     reason = f"asked for {kind!r}"
+    target = None
     if kind == "auto":
         kind = "exact" if n <= AUTO_EXACT_MAX else "ivfpq"
         reason = f"auto: n={n} {'<=' if kind == 'exact' else '>'} {AUTO_EXACT_MAX}"
+        target = DEFAULT_TARGET_RECALL if target_recall is None else target_recall
+        ok = 0 < target <= 1
+        check_param("Valuator", "target_recall", target, ok, "a float in the range (0, 1]")
     if kind == "exact":
-        return IndexParams("exact", metric, n, dim, "Flat", n_candidates=k, reason=reason)
+        return IndexParams(
+            "exact", metric, n, dim, "Flat", n_candidates=k, reason=reason, target_recall=target
+        )
     if n < 16:
         raise InputError(
             f"index {kind!r} needs at least 16 training items to train its codebooks; got {n}. "
@@ -124,6 +160,7 @@ def resolve_params(
         nprobe=nprobe,
         n_candidates=n_candidates,
         reason=reason,
+        target_recall=target,
     )
 
 
@@ -132,12 +169,17 @@ def _default_m(dim: int) -> int:
     return max(d for d in range(1, cap + 1) if dim % d == 0)
 
 
-def prepare(x: np.ndarray, metric: str, what: str = "embeddings") -> np.ndarray:
+def prepare(
+    x: np.ndarray, metric: str, what: str = "embeddings", out: Path | None = None
+) -> np.ndarray:
     """Check embeddings at the boundary and return float32 C-contiguous vectors to index.
 
     For ``cosine`` the rows are L2-normalised; a zero row has no direction and is refused.
+    Rows are processed in blocks, so a memory-mapped input is never loaded whole; with ``out``
+    the result is written to that ``.npy`` file and returned memory-mapped.
     """
-    x = np.asarray(x)
+    if not isinstance(x, np.ndarray):
+        x = np.asarray(x)
     if x.ndim != 2:
         raise InputError(
             f"{what} must be a 2-D array (items, dimensions); got shape {x.shape}. "
@@ -145,23 +187,38 @@ def prepare(x: np.ndarray, metric: str, what: str = "embeddings") -> np.ndarray:
         )
     if not np.issubdtype(x.dtype, np.number):
         raise InputError(f"{what} must be numeric; got dtype {x.dtype}.")
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    bad = ~np.isfinite(x).all(axis=1)
-    if bad.any():
-        raise InputError(
-            f"{what} row {int(np.flatnonzero(bad)[0])} has NaN or infinite values "
-            f"({int(bad.sum())} such rows). Fix or drop those items."
-        )
-    if metric == "cosine":
-        norms = np.linalg.norm(x.astype(np.float64), axis=1)
-        zero = norms == 0
-        if zero.any():
+    if out is None:
+        dest = np.empty(x.shape, dtype=np.float32)
+        _prepare_into(x, dest, metric, what)
+        return dest
+    with atomic_path(out) as tmp:
+        dest = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=x.shape)
+        _prepare_into(x, dest, metric, what)
+        dest.flush()
+        del dest
+    return np.load(out, mmap_mode="r", allow_pickle=False)
+
+
+def _prepare_into(x: np.ndarray, dest: np.ndarray, metric: str, what: str) -> None:
+    for start in range(0, len(x), _PREPARE_BLOCK):
+        with np.errstate(over="ignore"):
+            block = np.asarray(x[start : start + _PREPARE_BLOCK], dtype=np.float32)
+        bad = ~np.isfinite(block).all(axis=1)
+        if bad.any():
             raise InputError(
-                f"{what} row {int(np.flatnonzero(zero)[0])} is all zeros, which has no cosine "
-                "direction. Drop such items or use --metric sqeuclidean."
+                f"{what} row {start + int(np.flatnonzero(bad)[0])} has NaN or infinite values "
+                f"({int(bad.sum())} such rows in its block). Fix or drop those items."
             )
-        x = (x / norms[:, None]).astype(np.float32)
-    return x
+        if metric == "cosine":
+            norms = np.linalg.norm(block.astype(np.float64), axis=1)
+            zero = norms == 0
+            if zero.any():
+                raise InputError(
+                    f"{what} row {start + int(np.flatnonzero(zero)[0])} is all zeros, which has "
+                    "no cosine direction. Drop such items or use --metric sqeuclidean."
+                )
+            block = (block / norms[:, None]).astype(np.float32)
+        dest[start : start + len(block)] = block
 
 
 def build(x: np.ndarray, params: IndexParams, seed: int = 0):  # type: ignore[no-untyped-def]
@@ -178,13 +235,17 @@ def build(x: np.ndarray, params: IndexParams, seed: int = 0):  # type: ignore[no
     if params.kind == "ivfpq" and params.nprobe is not None:
         faiss.extract_index_ivf(index).nprobe = params.nprobe
     if not index.is_trained:
-        sample = x
-        if len(x) > MAX_TRAIN_SAMPLE:
+        cap = MAX_TRAIN_SAMPLE
+        if params.target_recall is not None and params.nlist is not None:
+            cap = min(cap, max(AUTO_TRAIN_PER_LIST * params.nlist, AUTO_TRAIN_PER_LIST * 256))
+        sample = x[:]
+        if len(x) > cap:
             rng = np.random.default_rng(seed)
-            sample = x[np.sort(rng.choice(len(x), MAX_TRAIN_SAMPLE, replace=False))]
+            sample = x[np.sort(rng.choice(len(x), cap, replace=False))]
         _seed_faiss(index, seed)
-        index.train(sample)
-    index.add(x)
+        index.train(np.ascontiguousarray(sample))
+    for start in range(0, len(x), _PREPARE_BLOCK):  # a memory-mapped x is read block by block
+        index.add(np.ascontiguousarray(x[start : start + _PREPARE_BLOCK]))
     return index
 
 
@@ -206,13 +267,19 @@ def search(
 ) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
     """Top-k (distances float64, training rows int64) of prepared queries ``q``.
 
-    Recall ``K'`` candidates from ``index``, then re-rank them exactly against ``x``.
+    Recall ``K'`` candidates from ``index``, then re-rank them exactly against ``x``. Queries
+    go in batches, so memory holds one batch's candidate lists, never all of them.
     """
     k_prime = max(k, params.n_candidates or k)
     if params.kind == "exact":
         k_prime = min(len(x), k + 8)  # a margin so float32 near-ties resolve in float64
-    _, cand = index.search(q, k_prime)
-    return rerank(x, q, cand, k, params.metric)
+    out_d = np.empty((len(q), k), dtype=np.float64)
+    out_i = np.empty((len(q), k), dtype=np.int64)
+    for s in range(0, len(q), _SEARCH_BATCH):
+        qb = np.ascontiguousarray(q[s : s + _SEARCH_BATCH])
+        _, cand = index.search(qb, k_prime)
+        out_d[s : s + len(qb)], out_i[s : s + len(qb)] = rerank(x, qb, cand, k, params.metric)
+    return out_d, out_i
 
 
 def rerank(
@@ -223,26 +290,42 @@ def rerank(
     Missing candidates (faiss returns -1) sort last. Equal distances keep the lower row first.
     """
     cand = np.asarray(cand, dtype=np.int64)
-    m, kp = cand.shape
-    out_d = np.empty((m, k), dtype=np.float64)
-    out_i = np.empty((m, k), dtype=np.int64)
-    step = max(1, _RERANK_BLOCK // max(1, kp * x.shape[1]))
-    for s in range(0, m, step):
-        c = cand[s : s + step]
-        valid = c >= 0
-        vecs = x[np.where(valid, c, 0)].astype(np.float64)
-        dist = pairwise_distance(q[s : s + step].astype(np.float64), vecs, metric)
-        dist = np.where(valid, dist, np.inf)
-        key_i = np.where(valid, c, np.iinfo(np.int64).max)
-        order = np.lexsort((key_i, dist), axis=-1)[:, :k]
-        out_d[s : s + step] = np.take_along_axis(dist, order, axis=1)
-        out_i[s : s + step] = np.take_along_axis(c, order, axis=1)
+    dist = candidate_distances(x, q, cand, metric)
+    out_d, out_i = top_k(dist, cand, k)
     if not np.isfinite(out_d).all():
         raise InputError(
             f"the index returned fewer than k={k} candidates for some queries. "
             "Lower --k, raise --n-candidates or --nprobe, or use --index exact."
         )
     return out_d, out_i
+
+
+def candidate_distances(x: np.ndarray, q: np.ndarray, cand: np.ndarray, metric: str) -> np.ndarray:
+    """(m, K') float64 distances of each query to its candidate rows; inf where cand is -1."""
+    m, kp = cand.shape
+    out = np.empty((m, kp), dtype=np.float64)
+    step = max(1, _RERANK_BLOCK // max(1, kp * x.shape[1]))
+    for s in range(0, m, step):
+        c = cand[s : s + step]
+        valid = c >= 0
+        vecs = _gather(x, np.where(valid, c, 0)).astype(np.float64)
+        dist = pairwise_distance(q[s : s + step].astype(np.float64), vecs, metric)
+        out[s : s + step] = np.where(valid, dist, np.inf)
+    return out
+
+
+def _gather(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    # Reading a memory-mapped x in sorted row order touches each page once.
+    flat = rows.ravel()
+    uniq, inverse = np.unique(flat, return_inverse=True)
+    return np.asarray(x[uniq])[inverse].reshape(*rows.shape, x.shape[1])
+
+
+def top_k(dist: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k smallest distances of each row; equal distances keep the lower training row."""
+    key_i = np.where(cand >= 0, cand, np.iinfo(np.int64).max)
+    order = np.lexsort((key_i, dist), axis=-1)[:, :k]
+    return np.take_along_axis(dist, order, axis=1), np.take_along_axis(cand, order, axis=1)
 
 
 def pairwise_distance(q: np.ndarray, vecs: np.ndarray, metric: str) -> np.ndarray:
@@ -254,22 +337,34 @@ def pairwise_distance(q: np.ndarray, vecs: np.ndarray, metric: str) -> np.ndarra
 
 
 def exact_search(
-    x: np.ndarray, q: np.ndarray, k: int, metric: str, block: int = 1024
+    x: np.ndarray, q: np.ndarray, k: int, metric: str, block: int = 256
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Brute-force top-k with numpy (the oracle against which recall is measured)."""
-    x_sq = np.einsum("nd,nd->n", x, x)
-    cands = []
+    """Brute-force top-k with numpy (the oracle against which recall is measured).
+
+    Scores ``block`` queries against ``_EXACT_BLOCK`` training rows at a time and keeps a
+    running top-(k + 8) per query, so memory stays bounded for any n (x may be memory-mapped).
+    """
     kp = min(len(x), k + 8)
+    out_d = np.empty((len(q), k), dtype=np.float64)
+    out_i = np.empty((len(q), k), dtype=np.int64)
     for s in range(0, len(q), block):
-        qb = q[s : s + block]
-        score = qb @ x.T if metric == "cosine" else 2 * (qb @ x.T) - x_sq[None, :]
-        part = (
-            np.argpartition(-score, kp - 1, axis=1)[:, :kp]
-            if kp < len(x)
-            else (np.broadcast_to(np.arange(len(x)), (len(qb), len(x))))
-        )
-        cands.append(part)
-    return rerank(x, q, np.concatenate(cands), k, metric)
+        qb = np.asarray(q[s : s + block], dtype=np.float32)
+        best_s = np.full((len(qb), 0), -np.inf, dtype=np.float32)
+        best_i = np.empty((len(qb), 0), dtype=np.int64)
+        for lo in range(0, len(x), _EXACT_BLOCK):
+            xb = np.asarray(x[lo : lo + _EXACT_BLOCK], dtype=np.float32)
+            score = qb @ xb.T
+            if metric != "cosine":  # -|q - x|^2 up to a per-query constant
+                score = 2 * score - np.einsum("nd,nd->n", xb, xb)[None, :]
+            rows = np.broadcast_to(np.arange(lo, lo + len(xb)), score.shape)
+            best_s = np.concatenate([best_s, score], axis=1)
+            best_i = np.concatenate([best_i, rows], axis=1)
+            if best_s.shape[1] > kp:
+                part = np.argpartition(-best_s, kp - 1, axis=1)[:, :kp]
+                best_s = np.take_along_axis(best_s, part, axis=1)
+                best_i = np.take_along_axis(best_i, part, axis=1)
+        out_d[s : s + len(qb)], out_i[s : s + len(qb)] = rerank(x, qb, best_i, k, metric)
+    return out_d, out_i
 
 
 def recall_at_k(approx: np.ndarray, exact: np.ndarray) -> float:
@@ -302,6 +397,120 @@ def measure_recall(
     _, approx = search(index, x, q[rows], k, params)
     _, exact = exact_search(x, q[rows], k, params.metric)
     return recall_at_k(approx, exact), n_q
+
+
+def build_tuned(  # type: ignore[no-untyped-def]
+    x: np.ndarray,
+    params: IndexParams,
+    k: int,
+    *,
+    seed: int = 0,
+    sample: int = 1000,
+    fixed: Collection[str] = (),
+):
+    """``build``, then for ``auto`` (params with a ``target_recall``) tune it to that target.
+
+    Returns (index, params): the params record the tuned nprobe and K', the held-out recall
+    they reached and, in ``reason``, why. Settings named in ``fixed`` are left as given.
+    """
+    index = build(x, params, seed)
+    if params.target_recall is None:
+        return index, params
+    if params.kind == "exact":
+        return index, replace(params, heldout_recall=1.0, heldout_queries=0)
+    return tune(index, x, params, k, sample=sample, seed=seed, fixed=fixed)
+
+
+def tune(  # type: ignore[no-untyped-def]
+    index,
+    x: np.ndarray,
+    params: IndexParams,
+    k: int,
+    *,
+    sample: int = 1000,
+    seed: int = 0,
+    fixed: Collection[str] = (),
+):
+    """The cheapest (nprobe, K') whose recall@k on held-out queries reaches the target.
+
+    Queries are up to ``sample`` training vectors, each searched with itself left out of its
+    own results (the index holds it; generated samples may not exist yet at fit time). Cost
+    per query is modelled as PQ codes scanned times sub-quantizers plus K' times the
+    dimension (the float64 re-rank). When no setting reaches the target the index falls back
+    to exact search, and the reason says so.
+    """
+    import faiss
+
+    target = float(params.target_recall or DEFAULT_TARGET_RECALL)
+    n, dim = x.shape
+    rng = np.random.default_rng(seed + 1)
+    rows = np.sort(rng.choice(n, min(sample, n), replace=False))
+    q = np.ascontiguousarray(x[rows])
+    truth = _leave_one_out(exact_search(x, q, k + 1, params.metric)[1], rows, k)
+    ivf = faiss.extract_index_ivf(index)
+    nlist = ivf.nlist
+    probes = [params.nprobe] if "nprobe" in fixed else _doubling(1, nlist)
+    kps = [params.n_candidates] if "n_candidates" in fixed else _doubling(2 * k, n - 1)
+    kps = [kp for kp in kps if kp is not None and kp <= MAX_TUNED_CANDIDATES] or [k]
+    per_list = n / nlist * (params.m or 1)
+    best: tuple[float, int, int, float] | None = None
+    for probe in probes:
+        if probe is None or (best is not None and probe * per_list >= best[0]):
+            break
+        ivf.nprobe = probe
+        _, found = index.search(q, min(n, kps[-1] + 1))
+        cand = found.astype(np.int64)
+        dist, last = np.empty((len(q), 0)), -1.0
+        for kp in kps:
+            cost = probe * per_list + kp * dim
+            if best is not None and cost >= best[0]:
+                break
+            # Exact distances only for the candidates not scored yet (K' doubles each step).
+            more = cand[:, dist.shape[1] : kp + 1]
+            dist = np.hstack([dist, candidate_distances(x, q, more, params.metric)])
+            _, got = top_k(dist, cand[:, : dist.shape[1]], k + 1)
+            recall = recall_at_k(_leave_one_out(got, rows, k), truth)
+            if recall >= target:
+                best = (cost, probe, kp, recall)
+                break
+            if recall <= last + 1e-3:  # more candidates no longer help: more lists must
+                break
+            last = recall
+    if best is None:
+        exact = replace(
+            params, kind="exact", factory="Flat", m=None, nbits=None, nlist=None, nprobe=None,
+            n_candidates=k, heldout_recall=1.0, heldout_queries=len(rows),
+            reason=f"{params.reason}; no ivfpq setting tried reached held-out recall@{k} "
+            f"{target}, so exact",
+        )  # fmt: skip
+        return build(x, exact, seed), exact
+    _, probe, kp, recall = best
+    ivf.nprobe = probe
+    why = (
+        f"{params.reason}; tuned nprobe={probe}, K'={kp}: held-out recall@{k} {recall:.4f} "
+        f">= target {target} on {len(rows)} training queries"
+    )
+    tuned = replace(
+        params, nprobe=probe, n_candidates=kp, heldout_recall=recall,
+        heldout_queries=len(rows), reason=why,
+    )  # fmt: skip
+    return index, tuned
+
+
+def _doubling(start: int, stop: int) -> list[int]:
+    """start, 2*start, 4*start, ... below stop, then stop itself."""
+    out, v = [], max(1, start)
+    while v < stop:
+        out.append(v)
+        v *= 2
+    return [*out, max(1, stop)]
+
+
+def _leave_one_out(found: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """Each query's results without the query's own training row, first k kept in order."""
+    other = found != rows[:, None]
+    order = np.argsort(~other, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(found, order, axis=1)
 
 
 def with_overrides(params: IndexParams, **changes: object) -> IndexParams:

@@ -17,18 +17,24 @@ import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from gmvaluator import __version__
-from gmvaluator._io import read_json, save_npy, write_json
+from gmvaluator._faults import checkpoint
+from gmvaluator._io import atomic_path, read_json, remove_stale_temps, write_json
 from gmvaluator.config import ValueConfig, diff_settings
-from gmvaluator.errors import InputError, ResumeError
+from gmvaluator.errors import ResumeError
+from gmvaluator.quality.registry import read_quality  # noqa: F401  (its old home)
 from gmvaluator.result import ValuationResult
+from gmvaluator.skips import SkipLog, collect_skips, source_label
 from gmvaluator.sources import Dataset, content_hash, load_source
 from gmvaluator.value import Valuator, check_same_dim
+
+if TYPE_CHECKING:
+    from gmvaluator.accounting import AccountingOptions, RunAccounting
 
 
 @dataclass
@@ -40,6 +46,7 @@ class Embedded:
     source_hash: str
     seconds: float
     reused: bool
+    cache: dict[str, Any] | None = None  # embedding-cache folder, items read from it, added
 
 
 @dataclass
@@ -49,10 +56,13 @@ class RunOutcome:
     train: Embedded
     generated: Embedded
     timings: dict[str, float] = field(default_factory=dict)
+    n_skipped: int = 0
 
 
 def check_run_config(run_dir: Path, settings: dict[str, Any], overwrite: bool = False) -> None:
     """Refuse to reuse a run folder made with other settings, naming the keys that differ."""
+    if run_dir.is_dir():
+        remove_stale_temps(run_dir)
     path = run_dir / "config.json"
     if path.is_file() and not overwrite:
         old = read_json(path)
@@ -66,36 +76,53 @@ def check_run_config(run_dir: Path, settings: dict[str, Any], overwrite: bool = 
 
 
 def embed_stage(
-    spec: str, role: str, cfg: ValueConfig, run_dir: Path | None, progress: bool = True
+    spec: str,
+    role: str,
+    cfg: ValueConfig,
+    run_dir: Path | None,
+    progress: bool = True,
+    cache: str | Path | None = None,
 ) -> Embedded:
-    """Read ``spec``, embed it (or reuse ``RUN/embeddings/<role>.npy``) and return both."""
-    from gmvaluator.embed import default_embedder, embed_dataset, embedder_fingerprint, get_embedder
+    """Read ``spec`` and embed it into ``RUN/embeddings/<role>/`` shards (reusing finished ones).
 
-    ds = load_source(spec, text_column=cfg.text_column)
-    source_hash = content_hash(ds)
-    embedder = get_embedder(cfg.embedder or default_embedder(ds.kind))
-    meta = {
-        "role": role,
-        "source": spec,
-        "source_sha256": source_hash,
-        "n": len(ds),
-        "embedder": embedder_fingerprint(embedder),
-    }
-    npy = run_dir / "embeddings" / f"{role}.npy" if run_dir else None
-    if npy is not None and npy.is_file() and npy.with_suffix(".json").is_file():
-        old = read_json(npy.with_suffix(".json"))
-        if {key: old.get(key) for key in meta} == meta:
-            vectors = np.load(npy, mmap_mode="r", allow_pickle=False)
-            return Embedded(ds, vectors, source_hash, old.get("seconds", 0.0), reused=True)
-    t0 = time.perf_counter()
-    vectors = embed_dataset(ds, embedder, batch_size=cfg.batch_size, progress=progress)
-    seconds = time.perf_counter() - t0
-    if npy is not None:
-        save_npy(npy, vectors)
-        write_json(
-            npy.with_suffix(".json"), {**meta, "dim": int(vectors.shape[1]), "seconds": seconds}
+    Under ``--on-error skip`` the returned dataset holds only the items that embedded.
+    ``cache`` is an embedding-cache folder shared by runs (``gmvaluator.embed.cache``).
+    """
+    from gmvaluator.embed import default_embedder, get_embedder
+    from gmvaluator.embed.cache import open_cache
+    from gmvaluator.embed.shards import embed_sharded
+
+    with source_label(role):
+        ds = load_source(spec, text_column=cfg.text_column)
+        source_hash = content_hash(ds)
+        embedder = get_embedder(cfg.embedder or default_embedder(ds.kind))
+        meta = {"role": role, "source": spec, "source_sha256": source_hash, "n": len(ds)}
+        folder = (run_dir / "embeddings" / role) if run_dir else _scratch_folder()
+        store = open_cache(cache, embedder)
+        emb = embed_sharded(
+            ds,
+            embedder,
+            folder,
+            meta,
+            shard_size=cfg.shard_size,
+            batch_size=cfg.batch_size,
+            metric=cfg.metric,
+            progress=progress,
+            cache=store,
         )
-    return Embedded(ds, vectors, source_hash, seconds, reused=False)
+    if len(emb.kept) < len(ds):
+        ds = ds.take(emb.kept)
+    reused = emb.reused_shards == emb.n_shards
+    stats = None
+    if store is not None:
+        stats = {"folder": str(store.folder), "hits": store.hits, "added": store.added}
+    return Embedded(ds, emb.vectors, source_hash, emb.seconds, reused=reused, cache=stats)
+
+
+def _scratch_folder() -> Path:
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix="gmvaluator-embed-"))
 
 
 def index_stage(train: Embedded, cfg: ValueConfig, run_dir: Path | None) -> tuple[Valuator, float]:
@@ -107,39 +134,11 @@ def index_stage(train: Embedded, cfg: ValueConfig, run_dir: Path | None) -> tupl
         if meta.get("valuator") == params and meta.get("source_sha256") == train.source_hash:
             return Valuator.load(folder), 0.0
     t0 = time.perf_counter()
-    valuator = Valuator(**params).fit(train.vectors, ids=train.dataset.ids)
+    valuator = Valuator(**params).fit(train.vectors, ids=train.dataset.ids, store=folder)
     seconds = time.perf_counter() - t0
     if folder is not None:
         valuator.save(folder, extra={"source_sha256": train.source_hash})
     return valuator, seconds
-
-
-def read_quality(path: str | Path, generated_ids: np.ndarray) -> np.ndarray:
-    """q_j from a CSV with columns ``id`` and ``quality``, one row per generated sample."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"quality file {path} does not exist. Check the --quality path.")
-    try:
-        df = pd.read_csv(path, dtype={"id": str})
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise InputError(f"quality file {path} is not a readable CSV: {exc}.") from exc
-    missing_cols = {"id", "quality"} - set(df.columns)
-    if missing_cols:
-        raise InputError(
-            f"quality file {path} needs columns 'id' and 'quality'; it has {list(df.columns)}."
-        )
-    if df["id"].duplicated().any():
-        dup = df.loc[df["id"].duplicated(), "id"].iloc[0]
-        raise InputError(f"quality file {path} lists id {dup!r} more than once.")
-    scores = pd.to_numeric(df["quality"], errors="coerce")
-    lookup = dict(zip(df["id"], scores, strict=False))
-    absent = [g for g in generated_ids if g not in lookup]
-    if absent:
-        raise InputError(
-            f"quality file {path} has no score for generated sample {absent[0]!r} "
-            f"({len(absent)} missing). Add a row for every generated id."
-        )
-    return np.array([lookup[g] for g in generated_ids], dtype=np.float64)
 
 
 def value_stage(
@@ -148,12 +147,40 @@ def value_stage(
     generated: Embedded,
     quality: np.ndarray | None,
     run_dir: Path | None,
+    accounting: RunAccounting | None = None,
+    rerank: str | None = None,
+    n_candidates: int | None = None,
+    engine: Any = None,
 ) -> ValuationResult:
-    """Value and write ``values.parquet`` and ``attributions.parquet``."""
-    result = valuator.value(generated.vectors, quality=quality, ids=generated.dataset.ids)
+    """Value and write ``values.parquet`` and ``attributions.parquet``.
+
+    ``engine`` (e.g. ``gmvaluator.distributed.RayEngine``) runs the search instead of the
+    valuator itself; the result is the same.
+
+    ``rerank`` (see ``gmvaluator.rerank``) re-measures the candidates; d_ij is its distance.
+
+    ``accounting`` adds licence / opt-out columns, near-copy flags, ``contributors.parquet``
+    and the ledger (see ``gmvaluator.accounting``).
+    """
+    if engine is not None:
+        result = engine.value(valuator, generated.vectors, quality, ids=generated.dataset.ids)
+    else:
+        result = valuator.value(generated.vectors, quality=quality, ids=generated.dataset.ids)
+    if rerank is not None:
+        from gmvaluator.rerank import rerank_result
+
+        result = rerank_result(
+            result, valuator, train, generated, rerank, n_candidates=n_candidates
+        )
+    ds = train.dataset
+    columns = {"label": ds.labels, "contributor": ds.contributors}
+    if accounting is not None:
+        result = accounting.apply(result, valuator, generated.dataset, run_dir)
+        columns = accounting.columns(ds.labels)
     if run_dir is not None:
-        ds = train.dataset
-        result.save(run_dir, label=ds.labels, contributor=ds.contributors)
+        result.save(run_dir, **columns)
+        if accounting is not None:
+            accounting.write(run_dir, result, generated.dataset, valuator)
     return result
 
 
@@ -166,21 +193,83 @@ def run_value(
     quality: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    on_error: str = "raise",
+    accounting: AccountingOptions | None = None,
+    cache: str | Path | None = None,
+    engine: Any = None,
 ) -> RunOutcome:
-    """The whole ``gmvaluator value`` job: embed both sources, index, value, record."""
+    """The whole ``gmvaluator value`` job: embed both sources, index, value, record.
+
+    ``engine`` (``gmvaluator.distributed.ray_engine``) embeds and searches on a Ray cluster.
+
+    ``cache`` is a folder of embeddings shared by runs (None: no cache); items found there
+    are not embedded again.
+
+    ``on_error="skip"`` drops unusable items instead of stopping, and lists each one with the
+    reason in ``RUN/skipped.csv``.
+    """
+    with collect_skips(on_error) as skips:
+        outcome = _run_value(
+            train_spec,
+            generated_spec,
+            run_dir,
+            cfg,
+            quality=quality,
+            overwrite=overwrite,
+            progress=progress,
+            skips=skips,
+            accounting=accounting,
+            cache=cache,
+            engine=engine,
+        )
+    return outcome
+
+
+def _run_value(
+    train_spec: str,
+    generated_spec: str,
+    run_dir: str | Path | None,
+    cfg: ValueConfig,
+    *,
+    quality: str | Path | None,
+    overwrite: bool,
+    progress: bool,
+    skips: SkipLog,
+    accounting: AccountingOptions | None = None,
+    cache: str | Path | None = None,
+    engine: Any = None,
+) -> RunOutcome:
+    from gmvaluator.accounting import AccountingOptions, RunAccounting
+    from gmvaluator.quality import describe_quality
+    from gmvaluator.rerank import check_rerank
+
+    opts = accounting or AccountingOptions()
     t_start = time.perf_counter()
     run = Path(run_dir) if run_dir is not None else None
     settings = {"train": train_spec, "generated": generated_spec, "quality": _opt(quality)}
     settings.update(cfg.to_dict())
+    settings.update(opts.settings())
+    check_rerank(cfg.rerank)  # a bad name or a missing model fails before any embedding
+    quality_info = describe_quality("none" if quality is None else quality, cfg.quality_norm)
     if run is not None:
         check_run_config(run, settings, overwrite)
-    train = embed_stage(train_spec, "train", cfg, run, progress)
-    generated = embed_stage(generated_spec, "generated", cfg, run, progress)
+    embed = embed_stage if engine is None else engine.embed_stage
+    train = embed(train_spec, "train", cfg, run, progress, cache)
+    generated = embed(generated_spec, "generated", cfg, run, progress, cache)
+    if run is not None and skips.mode == "skip":
+        write_skipped(run / "skipped.csv", skips)
     check_same_dim(train.vectors.shape[1], generated.vectors.shape[1])
-    valuator, t_index = index_stage(train, cfg, run)
-    q = read_quality(quality, generated.dataset.ids) if quality is not None else None
+    acct = RunAccounting.start(opts, train.dataset, settings, train.source_hash)
+    valuator, t_index = index_stage(acct.index_view(train), cfg, run)
+    q = None
+    if quality is not None:
+        from gmvaluator.quality import quality_scores
+
+        q = quality_scores(quality, generated.dataset, cfg.quality_norm, progress=progress)
     t0 = time.perf_counter()
-    result = value_stage(valuator, train, generated, q, run)
+    result = value_stage(
+        valuator, train, generated, q, run, acct, cfg.rerank, cfg.n_candidates, engine
+    )
     timings = {
         "embed_train_s": 0.0 if train.reused else train.seconds,
         "embed_generated_s": 0.0 if generated.reused else generated.seconds,
@@ -189,8 +278,21 @@ def run_value(
         "total_s": time.perf_counter() - t_start,
     }
     if run is not None:
-        write_json(run / "run.json", run_record(result, train, generated, timings, settings))
-    return RunOutcome(run or Path("."), result, train, generated, timings)
+        record = run_record(result, train, generated, timings, settings)
+        record["skipped"] = len(skips)
+        record["quality"] = quality_info
+        record["embedding_cache"] = {"train": train.cache, "generated": generated.cache}
+        record.update(acct.record(result))
+        checkpoint("before-run-json")
+        write_json(run / "run.json", record)
+    return RunOutcome(run or Path("."), result, train, generated, timings, n_skipped=len(skips))
+
+
+def write_skipped(path: Path, skips: SkipLog) -> None:
+    """Every skipped item with its source and the reason, as CSV (written atomically)."""
+    df = pd.DataFrame(skips.rows, columns=["source", "id", "reason"])
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
 
 
 def run_record(
@@ -222,6 +324,7 @@ def run_record(
         "index": result.config.get("index"),
         "recall": {"recall_at_k": result.recall, "k": result.k, "queries": result.recall_queries},
         "distance": result.config.get("distance"),
+        "rerank": result.config.get("rerank"),
         "timings": {**timings, **{f"valuator_{k}": v for k, v in result.timings.items()}},
         "reused": {"embed_train": train.reused, "embed_generated": generated.reused},
     }

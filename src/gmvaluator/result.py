@@ -36,6 +36,8 @@ class ValuationResult:
     recall: float = 1.0
     recall_queries: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    #: (m, k) bool, True where a match is a near copy of its training item (None: not checked)
+    near_copy: np.ndarray | None = None
 
     @property
     def k(self) -> int:
@@ -71,7 +73,7 @@ class ValuationResult:
     def attributions_frame(self) -> pd.DataFrame:
         """One row per generated sample and match, in rank order."""
         m, k = self.indices.shape
-        return pd.DataFrame(
+        df = pd.DataFrame(
             {
                 "generated_id": np.repeat(self.generated_ids.astype(str), k),
                 "rank": np.tile(np.arange(1, k + 1, dtype=np.int64), m),
@@ -82,6 +84,9 @@ class ValuationResult:
                 "quality": np.repeat(self.quality.astype(np.float64), k),
             }
         )
+        if self.near_copy is not None:
+            df["near_copy"] = np.asarray(self.near_copy, dtype=bool).ravel()
+        return df
 
     def top(self, n: int = 10) -> pd.DataFrame:
         df = self.values_frame()
@@ -143,6 +148,7 @@ class ValuationResult:
             recall=meta["recall"],
             recall_queries=meta["recall_queries"],
             timings=meta["timings"],
+            near_copy=grid("near_copy").astype(bool) if "near_copy" in att else None,
         )
 
 

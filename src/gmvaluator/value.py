@@ -85,6 +85,9 @@ class Valuator:
         T in exp(-d / T); the paper uses 1.
     m, nbits, nlist, nprobe, n_candidates :
         PQ / IVF settings; None resolves to the defaults of ``index.resolve_params``.
+    target_recall : float, default 0.99
+        ``index="auto"`` only: nprobe and K' are tuned until recall@k on held-out training
+        queries reaches this (recorded in ``index_params_``).
     recall_sample : int, default 1000
         Generated queries on which recall@k is measured against exact search.
     random_state : int, default 0
@@ -104,6 +107,7 @@ class Valuator:
         nprobe: int | None = None,
         n_candidates: int | None = None,
         recall_sample: int = 1000,
+        target_recall: float = 0.99,
         random_state: int = 0,
     ) -> None:
         self.k = k
@@ -116,6 +120,7 @@ class Valuator:
         self.nprobe = nprobe
         self.n_candidates = n_candidates
         self.recall_sample = recall_sample
+        self.target_recall = target_recall
         self.random_state = random_state
 
     def get_params(self) -> dict[str, Any]:
@@ -130,6 +135,7 @@ class Valuator:
             "nprobe",
             "n_candidates",
             "recall_sample",
+            "target_recall",
             "random_state",
         )
         return {key: getattr(self, key) for key in keys}
@@ -153,10 +159,18 @@ class Valuator:
         )
         check_param(name, "metric", self.metric, self.metric in ix.METRICS, f"one of {ix.METRICS}")
 
-    def fit(self, train_embeddings: np.ndarray, ids: Any = None) -> Valuator:
-        """Index the training embeddings (n, d). ``ids`` default to row numbers as strings."""
+    def fit(
+        self, train_embeddings: np.ndarray, ids: Any = None, *, store: str | Path | None = None
+    ) -> Valuator:
+        """Index the training embeddings (n, d). ``ids`` default to row numbers as strings.
+
+        With ``store`` (a folder) the prepared embeddings kept for re-ranking are written there
+        as ``embeddings.npy`` and memory-mapped instead of held in memory; ``save`` to the same
+        folder then reuses that file.
+        """
         self._validate_params()
-        x = ix.prepare(train_embeddings, self.metric, "training embeddings")
+        out = Path(store) / "embeddings.npy" if store is not None else None
+        x = ix.prepare(train_embeddings, self.metric, "training embeddings", out=out)
         n = len(x)
         ids_arr = _as_ids(ids, n, "training")
         if self.k > n:
@@ -174,9 +188,13 @@ class Valuator:
             nlist=self.nlist,
             nprobe=self.nprobe,
             n_candidates=self.n_candidates,
+            target_recall=self.target_recall,
         )
         t0 = time.perf_counter()
-        faiss_index = ix.build(x, params, seed=self.random_state)
+        given = [key for key in ("nprobe", "n_candidates") if getattr(self, key) is not None]
+        faiss_index, params = ix.build_tuned(
+            x, params, self.k, seed=self.random_state, sample=self.recall_sample, fixed=given
+        )
         self.fitted_ = _Fitted(
             faiss_index, x, ids_arr, params, hash_array(x), time.perf_counter() - t0
         )
@@ -205,6 +223,28 @@ class Valuator:
         f = self._fitted()
         q = self._prepare_queries(generated_embeddings)
         return ix.search(f.index, f.embeddings, q, self.k, f.params)
+
+    def candidates(
+        self, generated_embeddings: np.ndarray, n_candidates: int, *, exact: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n_candidates`` (K') best training rows of each generated sample, not cut to k.
+
+        ``exact`` orders and measures them by the exact distance, as ``kneighbors`` does;
+        without it they are the recall index's own top K' with its own (for PQ: approximate)
+        distances, in the valuator's metric. Missing candidates have row -1 and distance inf.
+        """
+        f = self._fitted()
+        q = self._prepare_queries(generated_embeddings)
+        kp = min(len(f.ids), max(1, int(n_candidates)))
+        if exact:
+            return ix.search(f.index, f.embeddings, q, kp, f.params)
+        raw, rows = f.index.search(q, kp)
+        d = raw.astype(np.float64)
+        if self.metric == "cosine":
+            # an exact cosine index scores inner products; the others squared L2 of unit vectors
+            d = 1.0 - d if f.params.kind == "exact" else d / 2.0
+            d = np.clip(d, 0.0, 2.0)
+        return np.where(rows >= 0, d, np.inf), rows.astype(np.int64)
 
     def _prepare_queries(self, g: np.ndarray) -> np.ndarray:
         f = self._fitted()
@@ -270,7 +310,9 @@ class Valuator:
         f = self._fitted()
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        save_npy(path / "embeddings.npy", f.embeddings)
+        stored = getattr(f.embeddings, "filename", None)
+        if stored is None or Path(stored).resolve() != (path / "embeddings.npy").resolve():
+            save_npy(path / "embeddings.npy", np.asarray(f.embeddings))
         save_npy(path / "ids.npy", f.ids.astype(str))
         with atomic_path(path / "index.faiss") as tmp:
             faiss.write_index(f.index, str(tmp))

@@ -15,6 +15,7 @@ class PrecomputedEmbedder:
     """Returns the given vectors as float32, unchanged (no normalisation)."""
 
     name = "precomputed"
+    cacheable = False  # nothing to save: the vectors are the input
     version = "1"
     kind: Kind = "embedding"
 

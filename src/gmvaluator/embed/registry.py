@@ -10,6 +10,7 @@ from gmvaluator.embed.efficientnet import EfficientNetLite0Embedder
 from gmvaluator.embed.minilm import MiniLMEmbedder
 from gmvaluator.embed.pixels import PixelEmbedder
 from gmvaluator.embed.precomputed import PrecomputedEmbedder
+from gmvaluator.embed.sscd import SSCDDistilledEmbedder, SSCDEmbedder
 from gmvaluator.errors import InputError
 
 # The classes import nothing heavy; torch and sentence-transformers load on first embed_batch.
@@ -18,7 +19,10 @@ _EMBEDDERS: dict[str, Any] = {
     "minilm": MiniLMEmbedder,
     "pixels": PixelEmbedder,
     "precomputed": PrecomputedEmbedder,
+    "sscd": SSCDEmbedder,
+    "sscd-distilled": SSCDDistilledEmbedder,
 }
+_HUB_PREFIXES = ("hf", "timm", "open_clip")
 _DEFAULTS = {"image": "efficientnet-lite0", "text": "minilm", "embedding": "precomputed"}
 
 
@@ -28,11 +32,22 @@ def known_embedders(kind: str | None = None) -> list[str]:
 
 
 def get_embedder(name: str, **options: Any) -> Embedder:
-    """A new embedder by name; ``options`` are its constructor's keyword arguments."""
+    """A new embedder by name; ``options`` are its constructor's keyword arguments.
+
+    ``hf:PATH``, ``timm:NAME=WEIGHTS`` and ``open_clip:NAME=WEIGHTS`` load local models
+    (``gmvaluator.embed.hub``).
+    """
+    prefix, sep, arg = name.partition(":")
+    if sep and prefix in _HUB_PREFIXES:
+        from gmvaluator.embed.hub import LOADERS
+
+        hub: Embedder = LOADERS[prefix](arg, **options)
+        return hub
     cls = _EMBEDDERS.get(name)
     if cls is None:
         raise InputError(
-            f"unknown embedder {name!r}. Choose one of: {', '.join(known_embedders())}."
+            f"unknown embedder {name!r}. Choose one of: {', '.join(known_embedders())}, or "
+            "a local model: hf:PATH, timm:NAME=WEIGHTS, open_clip:NAME=WEIGHTS."
         )
     accepted = [p for p in inspect.signature(cls).parameters if p != "self"]
     unknown = sorted(set(options) - set(accepted))

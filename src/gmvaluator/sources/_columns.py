@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from gmvaluator.errors import InputError
+from gmvaluator.skips import skipping
 
 # Rows checked at a time for finite values: bounds the temporary bool array on memory-mapped
 # inputs of millions of rows.
@@ -71,14 +72,17 @@ def as_embeddings(array: np.ndarray, where: str) -> np.ndarray:
     if array.shape[1] == 0:
         raise InputError(f"{where} has embeddings of dimension 0. Save (N, D) with D >= 1.")
     # A memory-mapped float32 file stays mapped; anything else is converted once.
-    out = array if array.dtype == np.float32 else array.astype(np.float32)
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, reported below
+        out = array if array.dtype == np.float32 else array.astype(np.float32)
+    if skipping():
+        return out  # bad rows are found, reported and dropped one by one when embedded
     for start in range(0, out.shape[0], _FINITE_BLOCK):
         ok = np.isfinite(out[start : start + _FINITE_BLOCK]).all(axis=1)
         if not ok.all():
             row = start + int(np.argmin(ok))
             raise InputError(
-                f"{where} has a non-finite value (NaN or inf) in row {row}. Drop or recompute "
-                "that embedding."
+                f"{where} has a non-finite value (NaN, inf, or beyond float32) in row {row}. "
+                "Drop or recompute that embedding."
             )
     return out
 

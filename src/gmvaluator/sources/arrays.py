@@ -53,7 +53,8 @@ def read_npz(path: str | Path) -> Dataset:
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: _npz_member(npz, key, path) for key in npz.files}
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+        # ValueError: numpy took the bytes for a pickle, which is never loaded.
         raise InputError(f"cannot read {path}: {exc}. Is it a file written by np.savez?") from exc
     found = [key for key in NPZ_DATA_KEYS if key in arrays]
     if len(found) != 1:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from gmvaluator.errors import InputError
 
@@ -36,7 +37,8 @@ class ImageItems(Sequence[Image.Image]):
             raise ValueError("give exactly one of array, paths, blobs")
         self.array = array
         self.paths = list(paths) if paths is not None else None
-        self.blobs = list(blobs) if blobs is not None else None
+        # A lazy sequence (Parquet row groups) stays lazy; anything else becomes a list.
+        self.blobs = blobs if blobs is None or hasattr(blobs, "take") else list(blobs)
         self.names = list(names) if names is not None else None
 
     def __len__(self) -> int:
@@ -53,6 +55,17 @@ class ImageItems(Sequence[Image.Image]):
         if self.paths is not None:
             return open_image(self.paths[i], name)
         return open_image(io.BytesIO(self.blobs[i]), name)  # type: ignore[index]
+
+    def take(self, rows: np.ndarray) -> ImageItems:
+        """The items at ``rows`` (an int array), still lazy."""
+        if self.array is not None:
+            return ImageItems(array=self.array[rows])
+        names = [self.names[i] for i in rows] if self.names is not None else None
+        if self.paths is not None:
+            return ImageItems(paths=[self.paths[i] for i in rows], names=names)
+        if hasattr(self.blobs, "take"):
+            return ImageItems(blobs=self.blobs.take(rows), names=names)  # type: ignore[union-attr]
+        return ImageItems(blobs=[self.blobs[i] for i in rows], names=names)  # type: ignore[index]
 
     def raw_bytes(self, i: int) -> bytes:
         """The bytes that identify item ``i`` (for content hashes)."""
@@ -73,14 +86,58 @@ def array_to_image(a: np.ndarray) -> Image.Image:
     return Image.fromarray(a)
 
 
+#: Images above this many pixels are refused before decoding (a decompression-bomb guard);
+#: PIL's own limit, which it only warns about, is the default.
+MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+
+
 def open_image(src, name: str) -> Image.Image:  # type: ignore[no-untyped-def]
-    """Open and fully decode one image; a broken one raises InputError naming it."""
+    """Open, check and fully decode one image, returned in mode "L" or "RGB".
+
+    EXIF orientation is applied, an animated image gives its first frame, 16-bit and float
+    images are scaled to 8 bits, transparency is composited over white, CMYK and palettes
+    become RGB. A broken or oversized image raises InputError naming it.
+    """
     try:
-        with Image.open(src) as im:
+        with warnings.catch_warnings():
+            # The size is checked below against our own limit, with a message that names the file.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(src)
+        with im:
+            w, h = im.size
+            if w * h > MAX_IMAGE_PIXELS:
+                raise InputError(
+                    f"image {name!r} has {w}x{h} = {w * h:,} pixels, above the limit of "
+                    f"{MAX_IMAGE_PIXELS:,} (a decompression-bomb guard). Downscale the file."
+                )
+            im.seek(0)
             im.load()
-            return im.copy()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            return to_l_or_rgb(ImageOps.exif_transpose(im))
+    except InputError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
         raise InputError(f"cannot read image {name!r}: {exc}. Remove or replace the file.") from exc
+
+
+def to_l_or_rgb(im: Image.Image) -> Image.Image:
+    """Any PIL mode as "L" (one channel) or "RGB"; alpha is composited over white."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        lo, hi = (0.0, 65535.0) if im.mode.startswith("I;16") else (float(a.min()), float(a.max()))
+        a = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+        return Image.fromarray(np.clip(a * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if im.mode == "P":
+        im = im.convert("RGBA")
+    if im.mode in ("LA", "La", "PA", "RGBA", "RGBa"):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        flat = Image.alpha_composite(white, rgba)
+        return flat.convert("L" if im.mode in ("LA", "La") else "RGB")
+    if im.mode in ("L", "RGB"):
+        return im.copy()
+    if im.mode == "1":
+        return im.convert("L")
+    return im.convert("RGB")
 
 
 @dataclass(frozen=True)
@@ -112,17 +169,54 @@ class Dataset:
             v = getattr(self, col)
             if v is not None and len(v) != n:
                 raise ValueError(f"{self.name}: {len(v)} {col} for {n} ids")
-        _check_unique_ids(self.name, self.ids)
+        keep = _unique_rows(self.name, self.ids)
+        if keep is not None:  # duplicates skipped: narrow every column to the first of each id
+            for key, value in asdict_shallow(self.take(keep)).items():
+                object.__setattr__(self, key, value)
 
     def __len__(self) -> int:
         return len(self.ids)
 
-
-def _check_unique_ids(name: str, ids: np.ndarray) -> None:
-    uniq, counts = np.unique(ids, return_counts=True)
-    if len(uniq) != len(ids):
-        dup = uniq[counts > 1][:3].tolist()
-        raise InputError(
-            f"source {name!r} has duplicate ids, e.g. {dup}. Make the 'id' column unique or "
-            "drop it to use row numbers."
+    def take(self, rows: np.ndarray) -> Dataset:
+        """The items at ``rows`` (an int array) with their ids and columns."""
+        rows = np.asarray(rows, dtype=np.int64)
+        items = self.items
+        if isinstance(items, ImageItems):
+            items = items.take(rows)
+        elif isinstance(items, np.ndarray):
+            items = items[rows]
+        else:
+            items = [items[i] for i in rows]  # type: ignore[index]
+        return Dataset(
+            name=self.name,
+            kind=self.kind,
+            ids=self.ids[rows],
+            items=items,
+            labels=None if self.labels is None else self.labels[rows],
+            contributors=None if self.contributors is None else self.contributors[rows],
+            extra={k: v[rows] for k, v in self.extra.items()},
         )
+
+
+def asdict_shallow(ds: Dataset) -> dict[str, object]:
+    return {f: getattr(ds, f) for f in ("ids", "items", "labels", "contributors", "extra")}
+
+
+def _unique_rows(name: str, ids: np.ndarray) -> np.ndarray | None:
+    """None when ids are unique; under --on-error skip, the rows to keep (first of each id)."""
+    from gmvaluator.skips import on_bad_item, skipping
+
+    uniq, first, counts = np.unique(ids, return_index=True, return_counts=True)
+    if len(uniq) == len(ids):
+        return None
+    dup = uniq[counts > 1][:3].tolist()
+    error = InputError(
+        f"source {name!r} has duplicate ids, e.g. {dup}. Make the 'id' column unique or "
+        "drop it to use row numbers."
+    )
+    if not skipping():
+        raise error
+    for row in np.setdiff1d(np.arange(len(ids)), first):
+        msg = f"duplicate id {ids[row]!r} in source {name!r}; the first item with it is kept"
+        on_bad_item(ids[row], InputError(msg))
+    return np.sort(first)

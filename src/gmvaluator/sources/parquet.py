@@ -7,6 +7,7 @@ The data column is chosen by name first (image, then embedding, then text names)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from gmvaluator.errors import InputError
+from gmvaluator.skips import on_bad_item
 from gmvaluator.sources._columns import (
     as_contributors,
     as_embeddings,
@@ -108,7 +110,10 @@ def _expect(where: str, name: str, dtype: pa.DataType, kind: Kind) -> None:
 
 
 def read_parquet(path: str | Path, *, text_column: str | None = None) -> Dataset:
-    """A Parquet file; other scalar columns (flags, licences) are kept in ``extra``."""
+    """A Parquet file; other scalar columns (flags, licences) are kept in ``extra``.
+
+    Image bytes are not read here: they are streamed one row group at a time when used.
+    """
     path = Path(path)
     where = str(path)
     try:
@@ -119,21 +124,27 @@ def read_parquet(path: str | Path, *, text_column: str | None = None) -> Dataset
             for f in schema
             if f.name not in (data_col, *OPTIONAL_COLUMNS) and _is_scalar(f.type)
         ]
-        wanted = [data_col] + [c for c in OPTIONAL_COLUMNS if c in schema.names] + extras
-        table = pq.read_table(path, columns=wanted)
+        small = [c for c in OPTIONAL_COLUMNS if c in schema.names] + extras
+        table = pq.read_table(path, columns=small + ([] if kind == "image" else [data_col]))
+        null = _null_rows(path, data_col) if kind == "image" else _nulls(table.column(data_col))
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"cannot read {path} as Parquet: {exc}. Is it a Parquet file?") from exc
     if table.num_rows == 0:
         raise InputError(f"{path} holds no rows. Point it at a non-empty Parquet file.")
-    n = table.num_rows
-    col = table.column(data_col)
+    rows = _kept_rows(null, path, data_col)
+    if len(rows) < table.num_rows:
+        table = table.take(pa.array(rows))
+    n = len(rows)
     cw = f"{path} column {data_col!r}"
-    items = {"image": _image_items, "embedding": _embeddings, "text": _texts}[kind](col, cw)
+    if kind == "image":
+        items: object = ImageItems(blobs=ParquetBlobs(path, data_col, rows), names=None)
+    else:
+        items = {"embedding": _embeddings, "text": _texts}[kind](table.column(data_col), cw)
     opt = {c: _optional(table, c, path) for c in OPTIONAL_COLUMNS}
     return Dataset(
         name=where,
         kind=kind,
-        ids=np.array([f"row-{i}" for i in range(n)], dtype=str)
+        ids=np.array([f"row-{i}" for i in rows], dtype=str)
         if opt["id"] is None
         else as_ids(opt["id"], n, f"{path} column 'id'"),
         items=items,
@@ -145,6 +156,79 @@ def read_parquet(path: str | Path, *, text_column: str | None = None) -> Dataset
         else as_contributors(opt["contributor"], n, f"{path} column 'contributor'"),
         extra={c: _to_numpy(table.column(c)) for c in extras},
     )
+
+
+class ParquetBlobs(Sequence[bytes]):
+    """The image bytes of some rows of a Parquet column, read one row group at a time.
+
+    Items are read in order during embedding, so each row group is decoded once and at most
+    one is held in memory.
+    """
+
+    def __init__(self, path: Path, column: str, rows: np.ndarray) -> None:
+        self.path, self.column, self.rows = path, column, np.asarray(rows, dtype=np.int64)
+        meta = pq.ParquetFile(path).metadata
+        sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+        self._starts = np.concatenate([[0], np.cumsum(sizes)])
+        self._group, self._cache = -1, []  # type: tuple[int, list[bytes | None]]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i):  # type: ignore[no-untyped-def, override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        row = int(self.rows[i])
+        group = int(np.searchsorted(self._starts, row, side="right") - 1)
+        if group != self._group:
+            col = pq.ParquetFile(self.path).read_row_group(group, columns=[self.column])[0]
+            if pa.types.is_struct(col.type):
+                col = pc.struct_field(col, "bytes")
+            self._group, self._cache = group, col.to_pylist()
+        return self._cache[row - int(self._starts[group])]
+
+    def take(self, rows: np.ndarray) -> ParquetBlobs:
+        return ParquetBlobs(self.path, self.column, self.rows[np.asarray(rows, dtype=np.int64)])
+
+
+def _null_rows(path: Path, column: str) -> np.ndarray:
+    """Which rows of an image column are null. Row groups whose statistics say they have no
+    nulls are not read at all; the others are read one at a time."""
+    pf = pq.ParquetFile(path)
+    index = pf.schema_arrow.get_field_index(column)
+    leaf = _leaf_index(pf, column, index)
+    masks = []
+    for g in range(pf.metadata.num_row_groups):
+        group = pf.metadata.row_group(g)
+        stats = group.column(leaf).statistics if leaf is not None else None
+        if stats is not None and stats.has_null_count and stats.null_count == 0:
+            masks.append(np.zeros(group.num_rows, dtype=bool))
+        else:
+            masks.append(_nulls(pf.read_row_group(g, columns=[column])[0]))
+    return np.concatenate(masks) if masks else np.zeros(0, bool)
+
+
+def _leaf_index(pf: pq.ParquetFile, column: str, index: int) -> int | None:
+    """The Parquet leaf column holding the bytes (a struct column's 'bytes' field)."""
+    for i in range(pf.metadata.num_columns):
+        path = pf.schema.column(i).path
+        if path in (column, f"{column}.bytes"):
+            return i
+    return None
+
+
+def _nulls(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    if pa.types.is_struct(col.type):
+        col = pc.struct_field(col, "bytes")
+    return np.asarray(pc.is_null(col).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _kept_rows(null: np.ndarray, path: Path, data_col: str) -> np.ndarray:
+    """Rows with data; a null row raises, or is reported and dropped under --on-error skip."""
+    for row in np.flatnonzero(null):
+        msg = f"{path} column {data_col!r} is empty (null) at row {row}. Fill or drop that row."
+        on_bad_item(f"row-{row}", InputError(msg))
+    return np.flatnonzero(~null)
 
 
 def _is_scalar(t: pa.DataType) -> bool:

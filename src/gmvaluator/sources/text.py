@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from gmvaluator.errors import InputError
+from gmvaluator.skips import on_bad_item
 from gmvaluator.sources._columns import as_contributors, as_ids, as_labels
 from gmvaluator.sources.base import Dataset
 
@@ -23,10 +24,14 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
                 try:
                     line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
                 except UnicodeDecodeError as exc:
-                    raise InputError(
-                        f"{path} line {lineno} is not valid UTF-8 ({exc.reason}). Re-save the "
-                        "file as UTF-8."
-                    ) from exc
+                    on_bad_item(
+                        f"line-{lineno}",
+                        InputError(
+                            f"{path} line {lineno} is not valid UTF-8 ({exc.reason}). Re-save "
+                            "the file as UTF-8, or pass --on-error skip."
+                        ),
+                    )
+                    continue
                 line = line.rstrip("\r\n")
                 if line.strip():
                     yield lineno, line
@@ -53,7 +58,12 @@ def read_jsonl(path: str | Path, *, text_column: str | None = None) -> Dataset:
     ``label`` and ``contributor``; ids default to ``line-<n>``."""
     path = Path(path)
     key = text_column or "text"
-    rows = [(n, _parse_object(path, n, line, key)) for n, line in _lines(path)]
+    rows = []
+    for n, line in _lines(path):
+        try:
+            rows.append((n, _parse_object(path, n, line, key)))
+        except InputError as exc:
+            on_bad_item(f"line-{n}", exc)
     if not rows:
         raise InputError(
             f"{path} holds no records: every line is blank. Put one JSON object per line."
@@ -95,6 +105,10 @@ def _parse_object(path: Path, lineno: int, line: str, key: str) -> dict[str, obj
         raise InputError(
             f"{path} line {lineno} {what} {key!r} key (keys: {sorted(obj)}). Give each line a "
             f'string "{key}", or choose the key with text_column.'
+        )
+    if not obj[key].strip():  # type: ignore[union-attr]
+        raise InputError(
+            f"{path} line {lineno} has an empty {key!r}. Give it text or drop the line."
         )
     return obj
 

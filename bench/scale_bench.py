@@ -1,0 +1,310 @@
+"""Matching at scale: exact and approximate search, build + search totals, peak memory, Ray.
+
+Everything is measured in one run on the same machine, so the ratios compare like with like;
+the BLAS kernel each library runs (threadpoolctl) is printed and saved with the figures.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/scale_bench.py --n 100000 --m 2000
+    .venv/bin/python bench/scale_bench.py --plot   # docs/images/scaling.png from the JSON
+
+Data: clustered unit vectors (d = 512, 1,000 Gaussian clusters), queries drawn like the
+training items (held out), cosine distance, k = 10. Writes bench/results/scale.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results" / "scale.json"
+PLOT = Path(__file__).parents[1] / "docs" / "images" / "scaling.png"
+K = 10
+
+
+def clustered(n: int, d: int = 512, seed: int = 0, centers: int = 1000) -> np.ndarray:
+    """n unit vectors around the same fixed centres; ``seed`` only changes which points."""
+    c = np.random.default_rng(12345).normal(size=(centers, d)).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, d), dtype=np.float32)
+    for s in range(0, n, 50_000):
+        b = min(50_000, n - s)
+        out[s : s + b] = c[rng.integers(0, centers, b)] + 0.7 * rng.normal(size=(b, d))
+    out /= np.linalg.norm(out, axis=1, keepdims=True)
+    return out
+
+
+def machine() -> dict[str, Any]:
+    import faiss  # noqa: F401  (its bundled OpenBLAS shows up only once loaded)
+    import sklearn.neighbors  # noqa: F401
+    from threadpoolctl import threadpool_info
+
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((ln.split(":", 1)[1].strip() for ln in lines if "model name" in ln), "?")
+    libs = [
+        {k: i.get(k) for k in ("internal_api", "architecture", "num_threads", "filepath")}
+        for i in threadpool_info()
+    ]
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
+        "blas": libs,
+    }
+
+
+def timed(fn: Any, repeat: int = 1) -> tuple[Any, float]:
+    """fn's result and its best wall time over ``repeat`` calls."""
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return out, best
+
+
+def numpy_exact(x: np.ndarray, q: np.ndarray, k: int, block: int = 256) -> np.ndarray:
+    out = []
+    for s in range(0, len(q), block):
+        score = q[s : s + block] @ x.T
+        part = np.argpartition(-score, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(score, part, axis=1), axis=1)
+        out.append(np.take_along_axis(part, order, axis=1))
+    return np.concatenate(out)
+
+
+def peak_flops(n: int = 2048, reps: int = 5) -> float:
+    """The machine's float32 matrix-multiply rate (numpy BLAS, best of ``reps``)."""
+    a = np.random.default_rng(0).normal(size=(n, n)).astype(np.float32)
+    best = min(timed(lambda: a @ a)[1] for _ in range(reps))
+    return 2 * n**3 / best
+
+
+def search_table(x: np.ndarray, q: np.ndarray) -> dict[str, Any]:
+    """Queries/s and recall@10 of each way to match, on the same data and queries."""
+    import faiss
+    from sklearn.neighbors import NearestNeighbors
+
+    from gmvaluator import Valuator
+    from gmvaluator import index as ix
+
+    n, d = x.shape
+    truth, t_np = timed(lambda: numpy_exact(x, q, K))
+    flat = faiss.IndexFlatIP(d)
+    flat.add(x)
+    (_, i_faiss), t_faiss = timed(lambda: flat.search(q, K))
+    nn = NearestNeighbors(n_neighbors=K, algorithm="brute", metric="cosine").fit(x)
+    sk_q = q[: min(len(q), 1000)]
+    (_, i_sk), t_sk = timed(lambda: nn.kneighbors(sk_q))
+    old = ix.AUTO_EXACT_MAX
+    ix.AUTO_EXACT_MAX = 0  # force the approximate branch of auto at this n
+    v, t_build = timed(lambda: Valuator(k=K, index="auto").fit(x))
+    ix.AUTO_EXACT_MAX = old
+    f = v.fitted_
+    (_, i_ivf), t_ivf = timed(lambda: ix.search(f.index, f.embeddings, q, K, f.params), 3)
+    (_, i_raw), t_raw = timed(lambda: f.index.search(q, f.params.n_candidates or K), 3)
+    r, t_value = timed(lambda: v.value(q), 2)
+    t_pipeline = t_value - r.timings["recall_s"]  # value() also measures recall; leave it out
+    rate = {
+        "exact_numpy": len(q) / t_np,
+        "exact_faiss": len(q) / t_faiss,
+        "sklearn_brute": len(sk_q) / t_sk,
+        "ivfpq_rerank": len(q) / t_ivf,
+        "pipeline_value": len(q) / t_pipeline,
+    }
+    recall = {
+        "exact_numpy": 1.0,
+        "exact_faiss": ix.recall_at_k(i_faiss, truth),
+        "sklearn_brute": ix.recall_at_k(i_sk, truth[: len(sk_q)]),
+        "ivfpq_rerank": ix.recall_at_k(i_ivf, truth),
+        "pipeline_value": ix.recall_at_k(r.indices, truth),
+    }
+    flops = 2.0 * n * d * len(q) / t_faiss
+    return {
+        "n": n,
+        "d": d,
+        "m": len(q),
+        "queries_per_s": rate,
+        "recall_at_10": recall,
+        "ivfpq_build_s": t_build,
+        "ivfpq_params": f.params.to_dict(),
+        "exact_faiss_gflops": flops / 1e9,
+        "pipeline_overhead_vs_search_with_rerank": t_pipeline / t_ivf,
+        # the same call's own search time: free of the load changing between two calls
+        "pipeline_overhead_same_call": t_pipeline / r.timings["search_s"],
+        "pipeline_overhead_vs_bare_faiss_candidates": t_pipeline / t_raw,
+        "ivfpq_without_rerank_recall_at_10": ix.recall_at_k(i_raw[:, :K], truth),
+    }
+
+
+def totals(table: dict[str, Any], ms: list[int]) -> list[dict[str, Any]]:
+    """Build + search seconds for m generated samples, from the rates measured above."""
+    rate = table["queries_per_s"]
+    return [
+        {
+            "m": m,
+            "sklearn_s": m / rate["sklearn_brute"],
+            "exact_faiss_s": m / rate["exact_faiss"],
+            "ivfpq_s": table["ivfpq_build_s"] + m / rate["ivfpq_rerank"],
+            "ivfpq_vs_sklearn": (m / rate["sklearn_brute"])
+            / (table["ivfpq_build_s"] + m / rate["ivfpq_rerank"]),
+        }
+        for m in ms
+    ]
+
+
+_CHILD = """
+import json, sys, threading, time
+import numpy as np
+from gmvaluator import Valuator
+from gmvaluator import index as ix
+ix.AUTO_EXACT_MAX = 0  # the approximate branch of auto at every n
+peak = [0]
+def watch():
+    while True:
+        for line in open('/proc/self/status'):
+            if line.startswith('RssAnon:'):
+                peak[0] = max(peak[0], int(line.split()[1]) * 1024)
+        time.sleep(0.02)
+threading.Thread(target=watch, daemon=True).start()
+x = np.load(sys.argv[1], mmap_mode='r')
+q = np.load(sys.argv[2])
+t0 = time.perf_counter()
+v = Valuator(k=10, index=sys.argv[4]).fit(x, store=sys.argv[3])
+r = v.value(q)
+time.sleep(0.1)
+print(json.dumps({'peak_anon_bytes': peak[0], 'seconds': time.perf_counter() - t0,
+                  'recall': r.recall, 'factory': v.index_params_.factory}))
+"""
+
+
+def memory_table(ns: list[int], m: int, kind: str) -> list[dict[str, Any]]:
+    """Peak anonymous memory (beyond the memory-mapped embeddings) of fit + value against n."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        np.save(Path(tmp) / "q.npy", clustered(m, seed=7))
+        for n in ns:
+            path = Path(tmp) / f"x{n}.npy"
+            mm = np.lib.format.open_memmap(path, "w+", np.float32, (n, 512))
+            for s in range(0, n, 100_000):
+                mm[s : s + 100_000] = clustered(min(100_000, n - s), seed=1 + s)
+            mm.flush()
+            del mm
+            res = subprocess.run(
+                [sys.executable, "-c", _CHILD, str(path), f"{tmp}/q.npy", f"{tmp}/ix{n}", kind],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            out = json.loads(res.stdout.strip().splitlines()[-1])
+            out.update(n=n, embeddings_bytes=n * 512 * 4, kind=kind)
+            rows.append(out)
+            print(
+                f"  n={n:>8}  embeddings {n * 2048 / 2**20:7.0f} MiB  peak anon "
+                f"{out['peak_anon_bytes'] / 2**20:7.0f} MiB  {out['seconds']:.1f} s  "
+                f"{out['factory']}  recall {out['recall']:.3f}",
+                flush=True,
+            )
+            path.unlink()
+    return rows
+
+
+def ray_table(x: np.ndarray, q: np.ndarray) -> dict[str, Any]:
+    """The Ray engine on this machine (local cluster, 2 shards) against the local engine."""
+    import ray
+
+    from gmvaluator import Valuator
+    from gmvaluator.distributed import RayEngine
+
+    with tempfile.TemporaryDirectory() as tmp:
+        v = Valuator(k=K, index="exact").fit(x, store=tmp)
+        local, t_local = timed(lambda: v.value(q))
+        (_, t_init) = timed(lambda: ray.init(num_cpus=2, include_dashboard=False))
+        remote, t_ray = timed(lambda: RayEngine(ray, 2).value(v, q))
+        ray.shutdown()
+    same = float(np.abs(remote.values - local.values).max())
+    return {
+        "n": len(x),
+        "m": len(q),
+        "local_s": t_local,
+        "ray_s": t_ray,
+        "ray_init_s": t_init,
+        "overhead": t_ray / t_local,
+        "max_value_difference": same,
+    }
+
+
+def plot(results: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    tot = results["totals"]
+    ms = [t["m"] for t in tot]
+    for key, label in (("sklearn_s", "sklearn brute"), ("exact_faiss_s", "exact faiss"),
+                       ("ivfpq_s", "IVF-PQ + re-rank (incl. build)")):  # fmt: skip
+        a.plot(ms, [t[key] for t in tot], "o-", label=label)
+    n = results["search"]["n"]
+    a.set(xscale="log", yscale="log", xlabel="generated samples m", ylabel="seconds",
+          title=f"build + search, n = {n:,}, d = 512")  # fmt: skip
+    a.legend()
+    mem = results["memory"]
+    b.plot([r["n"] for r in mem], [r["peak_anon_bytes"] / 2**20 for r in mem], "o-",
+           label="peak anonymous memory (RssAnon)")  # fmt: skip
+    b.plot([r["n"] for r in mem], [r["embeddings_bytes"] / 2**20 for r in mem], "s--",
+           label="embeddings file (n x d float32)")  # fmt: skip
+    b.set(xlabel="training items n", ylabel="MiB", title="fit + value, auto IVF-PQ, memory-mapped")
+    b.legend()
+    fig.tight_layout()
+    PLOT.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(PLOT, dpi=110)
+    print(f"wrote {PLOT}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--m", type=int, default=2000)
+    ap.add_argument("--memory-ns", default="50000,100000,200000,400000")
+    ap.add_argument("--no-ray", action="store_true")
+    ap.add_argument("--plot", action="store_true", help="only redraw the plot from the JSON")
+    args = ap.parse_args()
+    if args.plot:
+        plot(json.loads(RESULTS.read_text()))
+        return
+    results: dict[str, Any] = {"machine": machine(), "command": " ".join(sys.argv)}
+    print(json.dumps(results["machine"], indent=1), flush=True)
+    results["peak_gflops"] = peak_flops() / 1e9
+    x, q = clustered(args.n), clustered(args.m, seed=99)
+    t = search_table(x, q)
+    t["exact_faiss_share_of_peak"] = t["exact_faiss_gflops"] / results["peak_gflops"]
+    results["search"] = t
+    print(json.dumps(t, indent=1), flush=True)
+    results["totals"] = totals(t, [1000, 10_000, 50_000, 100_000])
+    print(json.dumps(results["totals"], indent=1), flush=True)
+    ns = [int(v) for v in args.memory_ns.split(",")]
+    results["memory"] = memory_table(ns, args.m, "auto")
+    if not args.no_ray:
+        results["ray"] = ray_table(x[:50_000], q)
+        print(json.dumps(results["ray"], indent=1), flush=True)
+    RESULTS.write_text(json.dumps(results, indent=1))
+    print(f"wrote {RESULTS}")
+    plot(results)
+
+
+if __name__ == "__main__":
+    threading.current_thread().name = "bench"
+    main()

@@ -1,0 +1,249 @@
+"""Embedding a source into resumable shards on disk.
+
+    FOLDER/meta.json           source hash, embedder fingerprint, shard size
+    FOLDER/shard-00000.npy     vectors of the items of rows [0, shard_size) that embedded
+    FOLDER/shard-00000.json    which rows those are, and which were skipped and why
+
+A shard counts as finished only once its JSON exists (written after the vectors, atomically),
+so a run killed at any point resumes from the last finished shard and redoes nothing else.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gmvaluator._faults import checkpoint
+from gmvaluator._io import atomic_path, read_json, save_npy, write_json
+from gmvaluator.embed.base import Embedder
+from gmvaluator.embed.cache import EmbeddingCache, item_keys
+from gmvaluator.embed.dataset import _embed_batch, embedder_fingerprint
+from gmvaluator.embed.registry import check_kind
+from gmvaluator.errors import InputError
+from gmvaluator.resources import check_resources
+from gmvaluator.skips import current, on_bad_item, skipping
+from gmvaluator.sources.base import Dataset
+
+
+@dataclass(frozen=True)
+class ShardedEmbedding:
+    vectors: np.ndarray  # (n_kept, dim) float32
+    kept: np.ndarray  # source rows of those vectors, increasing
+    seconds: float  # embedding time spent in this call (0 when every shard was reused)
+    reused_shards: int
+    n_shards: int
+
+
+def embed_sharded(
+    ds: Dataset, embedder: Embedder, folder: Path, source_meta: dict[str, Any], *,
+    shard_size: int = 4096, batch_size: int = 64, metric: str = "cosine", progress: bool = True,
+    cache: EmbeddingCache | None = None,
+) -> ShardedEmbedding:  # fmt: skip
+    """Embed ``ds`` into ``folder`` shard by shard, reusing shards finished by an earlier run.
+
+    With ``cache`` (``embed.cache``), items embedded by any earlier run are read from it and
+    the newly embedded ones are added to it, one cache part per shard.
+    """
+    check_kind(embedder, ds.kind, ds.name)
+    meta = {**source_meta, "embedder": embedder_fingerprint(embedder), "shard_size": shard_size}
+    meta["metric"] = metric  # zero vectors are skipped only under cosine
+    _reset_if_stale(folder, meta)
+    n = len(ds)
+    starts = list(range(0, n, shard_size))
+    parts, kept, reused, seconds = [], [], 0, 0.0
+    from tqdm import tqdm
+
+    desc = f"embed {ds.name} ({embedder.name})"
+    with tqdm(total=n, desc=desc, unit="item", disable=not progress, file=sys.stderr) as bar:
+        for number, start in enumerate(starts):
+            stop = min(n, start + shard_size)
+            done = _load_shard(folder, number)
+            if done is None:
+                t0 = time.perf_counter()
+                done = _embed_shard(ds, embedder, start, stop, batch_size, metric, cache)
+                seconds += time.perf_counter() - t0
+                _save_shard(folder, number, *done)
+                checkpoint("embed-shard")
+            else:
+                reused += 1
+                current().rows.extend((current().source, i, r) for i, r in done[2])
+            vecs, rows, _ = done
+            if number == 0 and len(vecs):
+                check_resources(n, vecs.shape[1], folder)
+            parts.append(np.load(_shard_paths(folder, number)[0], mmap_mode="r"))
+            kept.append(rows)
+            bar.update(stop - start)
+    return _assemble(ds, folder, parts, kept, seconds, reused, len(starts))
+
+
+def _assemble(ds, folder, parts, kept, seconds, reused, n_shards) -> ShardedEmbedding:  # type: ignore[no-untyped-def]
+    rows = np.concatenate(kept).astype(np.int64)
+    if len(rows) == 0:
+        raise InputError(
+            f"every item of source {ds.name!r} was skipped; nothing is left to value. See "
+            "skipped.csv for why, and fix the inputs."
+        )
+    dims = {p.shape[1] for p in parts if len(p)}
+    if len(dims) > 1:
+        raise InputError(
+            f"the stored embedding shards of {ds.name!r} have different dimensions {sorted(dims)}. "
+            "Delete the run's embeddings folder and re-run."
+        )
+    vectors = _join_on_disk([p for p in parts if len(p)], folder / "all.npy")
+    return ShardedEmbedding(vectors, rows, seconds, reused, n_shards)
+
+
+def _join_on_disk(parts: list[np.ndarray], path: Path) -> np.ndarray:
+    """The shards as one memory-mapped (n, dim) array, copied shard by shard, never whole."""
+    n, dim = sum(len(p) for p in parts), parts[0].shape[1]
+    with atomic_path(path) as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
+        at = 0
+        for p in parts:
+            out[at : at + len(p)] = p
+            at += len(p)
+        out.flush()
+        del out
+    return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
+def _embed_shard(
+    ds: Dataset, embedder: Embedder, start: int, stop: int, batch_size: int, metric: str,
+    cache: EmbeddingCache | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:  # fmt: skip
+    before = len(current().rows)
+    vecs: list[np.ndarray] = []
+    rows: list[np.ndarray] = []
+    if cache is not None:
+        vecs, rows = _embed_cached(ds, embedder, start, stop, batch_size, metric, cache)
+    else:
+        for lo in range(start, stop, batch_size):
+            v, r = embed_rows(ds, embedder, lo, min(stop, lo + batch_size), metric)
+            vecs.append(v)
+            rows.append(r)
+    skipped = [(i, reason) for _, i, reason in current().rows[before:]]
+    nonempty = [v for v in vecs if len(v)]
+    dim = nonempty[0].shape[1] if nonempty else 0
+    out = np.concatenate(nonempty) if nonempty else np.empty((0, dim), np.float32)
+    kept = np.concatenate(rows).astype(np.int64) if rows else np.empty(0, np.int64)
+    return out, kept, skipped
+
+
+def _embed_cached(
+    ds: Dataset, embedder: Embedder, start: int, stop: int, batch_size: int, metric: str,
+    cache: EmbeddingCache,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:  # fmt: skip
+    """Rows [start, stop): cached vectors where the cache has them, the rest embedded and added
+    to the cache. Returns the parts in row order."""
+    every = np.arange(start, stop)
+    keys = item_keys(ds, every)
+    found, hit_vecs = cache.get(keys)
+    vecs, rows = [], []
+    if hit_vecs is not None:
+        hit_rows = every[found]
+        if metric == "cosine":
+            hit_vecs, hit_rows = _drop_zero_rows(ds, hit_vecs, hit_rows)
+        vecs.append(hit_vecs)
+        rows.append(hit_rows)
+    miss = every[~found]
+    if len(miss):
+        sub = ds.take(miss)
+        new_vecs, new_rows = [], []
+        for lo in range(0, len(miss), batch_size):
+            v, r = embed_rows(sub, embedder, lo, min(len(miss), lo + batch_size), metric)
+            if len(r):
+                new_vecs.append(v)
+                new_rows.append(r)
+        if new_rows:
+            v, r = np.concatenate(new_vecs), np.concatenate(new_rows)
+            cache.put(keys[~found][r], v)
+            vecs.append(v)
+            rows.append(miss[r])
+    if len(rows) > 1:
+        all_rows = np.concatenate(rows)
+        order = np.argsort(all_rows, kind="stable")
+        return [np.concatenate(vecs)[order]], [all_rows[order]]
+    return vecs, rows
+
+
+def embed_rows(
+    ds: Dataset, embedder: Embedder, start: int, stop: int, metric: str = "cosine"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors of rows [start, stop) and which rows they are; bad items raise or are skipped."""
+    try:
+        vecs = _embed_batch(ds, embedder, start, stop)
+        rows = np.arange(start, stop)
+    except InputError:
+        if not skipping() or stop - start == 1:
+            raise
+        # Find the bad items one by one; the good ones are embedded again alone.
+        good = [_one(ds, embedder, i) for i in range(start, stop)]
+        pairs = [(v, i) for v, i in zip(good, range(start, stop), strict=True) if v is not None]
+        if not pairs:
+            return np.empty((0, 0), np.float32), np.empty(0, np.int64)
+        vecs = np.concatenate([v for v, _ in pairs])
+        rows = np.array([i for _, i in pairs])
+    if metric == "cosine":
+        vecs, rows = _drop_zero_rows(ds, vecs, rows)
+    return vecs, rows
+
+
+def _one(ds: Dataset, embedder: Embedder, i: int) -> np.ndarray | None:
+    try:
+        return _embed_batch(ds, embedder, i, i + 1)
+    except InputError as exc:
+        on_bad_item(ds.ids[i], exc)
+        return None
+
+
+def _drop_zero_rows(
+    ds: Dataset, vecs: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    zero = ~np.any(vecs != 0, axis=1)
+    for j in np.flatnonzero(zero):
+        on_bad_item(
+            ds.ids[rows[j]],
+            InputError(
+                f"item {str(ds.ids[rows[j]])!r} of source {ds.name!r} embeds to the zero vector, "
+                "which has no cosine direction. Drop it or use --metric sqeuclidean."
+            ),
+        )
+    return vecs[~zero], rows[~zero]
+
+
+def _reset_if_stale(folder: Path, meta: dict[str, Any]) -> None:
+    """Shards of another source or embedder are useless here: remove them, record the new."""
+    path = folder / "meta.json"
+    if path.is_file() and read_json(path) == meta:
+        return
+    if folder.exists():
+        shutil.rmtree(folder)
+    write_json(path, meta)
+
+
+def _shard_paths(folder: Path, number: int) -> tuple[Path, Path]:
+    return folder / f"shard-{number:05d}.npy", folder / f"shard-{number:05d}.json"
+
+
+def _load_shard(folder: Path, number: int):  # type: ignore[no-untyped-def]
+    npy, js = _shard_paths(folder, number)
+    if not (npy.is_file() and js.is_file()):
+        return None
+    info = read_json(js)
+    vecs = np.load(npy, allow_pickle=False)
+    rows = np.asarray(info["kept"], dtype=np.int64)
+    if len(vecs) != len(rows):
+        return None
+    return vecs, rows, [tuple(x) for x in info["skipped"]]
+
+
+def _save_shard(folder: Path, number: int, vecs, rows, skipped) -> None:  # type: ignore[no-untyped-def]
+    npy, js = _shard_paths(folder, number)
+    save_npy(npy, np.ascontiguousarray(vecs, dtype=np.float32))
+    write_json(js, {"kept": rows.tolist(), "skipped": [list(x) for x in skipped]})

@@ -1,0 +1,354 @@
+"""Experiments: train reference generators, draw generated sets, value, score the criteria.
+
+Each ``run_*`` function repeats its criterion over generator seeds and draws of the generated
+set and returns a JSON-ready dict::
+
+    {"criterion": ..., "setup": {...}, "valuers": {name: {metric: Estimate.to_dict()}}}
+
+They take uint8 (N, H, W) images with int labels in [0, C) and the valuers to compare.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from gmvaluator.errors import InputError
+from gmvaluator.evaluate import criteria, stats
+from gmvaluator.evaluate.data import inject
+from gmvaluator.evaluate.valuers import ValuerSpec, embed_images, value_images
+from gmvaluator.generators.reference import check_family, reference_loss, train_reference
+
+Samples = dict[str, dict[str, list[float]]]
+
+
+def _summarise(samples: Samples) -> dict[str, dict[str, Any]]:
+    return {
+        name: {metric: stats.estimate(vals).to_dict() for metric, vals in metrics.items()}
+        for name, metrics in samples.items()
+    }
+
+
+def _generate(model: Any, n_classes: int, per_class: int, seed: int) -> tuple[Any, Any]:
+    gen_labels = np.repeat(np.arange(n_classes), per_class)
+    return model.sample(gen_labels, seed=seed), gen_labels
+
+
+def _repeats(seeds: Iterable[int], draws: int) -> list[tuple[int, int]]:
+    return [(s, d) for s in seeds for d in range(draws)]
+
+
+def _check_common(
+    images: np.ndarray, labels: np.ndarray, seeds: Sequence[int], draws: int, family: str = "cvae"
+) -> int:
+    check_family(family)
+    if len(seeds) < 1 or draws < 1:
+        raise InputError("give at least one seed and one draw of the generated set.")
+    if len(images) != len(labels):
+        raise InputError(f"{len(images)} images but {len(labels)} labels; give one label each.")
+    return int(np.max(labels)) + 1
+
+
+def run_identical(
+    images: np.ndarray,
+    labels: np.ndarray,
+    valuers: Sequence[ValuerSpec],
+    *,
+    attribute: np.ndarray | None = None,
+    ks: Sequence[int] = (10, 30, 50, 100),
+    family: str = "cvae",
+    seeds: Sequence[int] = (0, 1),
+    draws: int = 2,
+    per_class: int = 20,
+    epochs: int | None = None,
+) -> dict[str, Any]:
+    """C1 (``attribute`` None: the class) or C2 (a per-training-item attribute column).
+
+    A generated sample's attribute is the most common attribute among training items of the
+    class it was generated for (exact when the attribute is a grouping of classes).
+    """
+    n_classes = _check_common(images, labels, seeds, draws, family)
+    attr = labels if attribute is None else np.asarray(attribute)
+    if len(attr) != len(labels):
+        raise InputError(f"{len(attr)} attributes for {len(labels)} training items; give one each.")
+    class_attr = np.array([_mode(attr[labels == c]) for c in range(n_classes)])
+    samples: Samples = defaultdict(lambda: defaultdict(list))
+    for seed in seeds:
+        model = train_reference(
+            family, images, labels, n_classes=n_classes, seed=seed, epochs=epochs
+        )
+        for draw in range(draws):
+            gen, gen_labels = _generate(model, n_classes, per_class, 1000 * seed + draw)
+            for spec in valuers:
+                res = value_images(spec, images, gen, max(ks), seed=seed * 100 + draw)
+                shares = criteria.share_at_ks(res.indices, attr, class_attr[gen_labels], ks)
+                for k, v in shares.items():
+                    samples[spec.name][f"k={k}"].append(v)
+    setup = _setup(images, family, seeds, draws, per_class, epochs, ks=list(ks))
+    name = "c1" if attribute is None else "c2"
+    setup["valuer_specs"] = [spec.to_dict() for spec in valuers]
+    return {"criterion": name, "setup": setup, "valuers": _summarise(samples)}
+
+
+def _mode(values: np.ndarray) -> Any:
+    uniq, counts = np.unique(values, return_counts=True)
+    return uniq[np.argmax(counts)] if len(uniq) else None
+
+
+def _setup(
+    images: np.ndarray,
+    family: str,
+    seeds: Any,
+    draws: int,
+    per_class: int,
+    epochs: int | None,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "n_train": len(images),
+        "image_shape": list(images.shape[1:]),
+        "generator": family,
+        "epochs": epochs,
+        "seeds": list(seeds),
+        "draws": draws,
+        "per_class": per_class,
+        **extra,
+    }
+
+
+def run_ood(
+    images: np.ndarray,
+    labels: np.ndarray,
+    valuers: Sequence[ValuerSpec],
+    *,
+    n_noise: int = 50,
+    n_photos: int = 50,
+    k: int = 10,
+    family: str = "cvae",
+    seeds: Sequence[int] = (0, 1),
+    draws: int = 2,
+    per_class: int = 20,
+    epochs: int | None = None,
+) -> dict[str, Any]:
+    """C3: inject noise images and photo crops, train on the mix, score "low value = injected"."""
+    n_classes = _check_common(images, labels, seeds, draws, family)
+    samples: Samples = defaultdict(lambda: defaultdict(list))
+    for seed in seeds:
+        x, y, mask = inject(images, labels, n_noise, n_photos, seed=seed)
+        model = train_reference(family, x, y, n_classes=n_classes, seed=seed, epochs=epochs)
+        for draw in range(draws):
+            gen, _ = _generate(model, n_classes, per_class, 1000 * seed + draw)
+            for spec in valuers:
+                res = value_images(spec, x, gen, k, seed=seed * 100 + draw)
+                for metric, v in criteria.ood_scores(res.values, mask).items():
+                    samples[spec.name][metric].append(v)
+                samples[spec.name]["injected_matched_share"].append(
+                    float((res.n_matches[mask] > 0).mean())
+                )
+    setup = _setup(
+        images, family, seeds, draws, per_class, epochs, k=k, n_noise=n_noise, n_photos=n_photos
+    )
+    setup["valuer_specs"] = [spec.to_dict() for spec in valuers]
+    return {"criterion": "c3", "setup": setup, "valuers": _summarise(samples)}
+
+
+def run_membership(
+    images: np.ndarray,
+    labels: np.ndarray,
+    valuers: Sequence[ValuerSpec],
+    *,
+    k: int = 10,
+    family: str = "cvae",
+    seeds: Sequence[int] = (0, 1),
+    draws: int = 2,
+    per_class: int = 20,
+    epochs: int | None = None,
+) -> dict[str, Any]:
+    """Train on a random half; are members valued above the held-out half (AUROC, p)?"""
+    n_classes = _check_common(images, labels, seeds, draws, family)
+    samples: Samples = defaultdict(lambda: defaultdict(list))
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        member = np.zeros(len(images), dtype=bool)
+        member[rng.choice(len(images), len(images) // 2, replace=False)] = True
+        model = train_reference(
+            family, images[member], labels[member], n_classes=n_classes, seed=seed, epochs=epochs
+        )
+        for draw in range(draws):
+            gen, _ = _generate(model, n_classes, per_class, 1000 * seed + draw)
+            for spec in valuers:
+                res = value_images(spec, images, gen, k, seed=seed * 100 + draw)
+                for metric, v in criteria.membership_scores(res.values, member).items():
+                    samples[spec.name][metric].append(v)
+    setup = _setup(images, family, seeds, draws, per_class, epochs, k=k)
+    setup["valuer_specs"] = [spec.to_dict() for spec in valuers]
+    return {"criterion": "membership", "setup": setup, "valuers": _summarise(samples)}
+
+
+def run_deletion(
+    images: np.ndarray,
+    labels: np.ndarray,
+    valuer: ValuerSpec,
+    *,
+    fraction: float = 0.1,
+    k: int = 10,
+    family: str = "cvae",
+    seeds: Sequence[int] = (0, 1),
+    draws: int = 1,
+    per_class: int = 20,
+    epochs: int | None = None,
+    feature_embedder: str = "pixels",
+) -> dict[str, Any]:
+    """Retrain without (deletion) or only on (insertion) the top, bottom or random ``fraction``.
+
+    Reports the change of the generator's mean loss on the generated set it was valued against
+    (positive = the retrained model explains it worse) and the Fréchet distance between that set
+    and the retrained model's samples for the same labels, in ``feature_embedder`` space.
+    """
+    n_classes = _check_common(images, labels, seeds, draws, family)
+    samples: Samples = defaultdict(lambda: defaultdict(list))
+    for seed in seeds:
+        full = train_reference(
+            family, images, labels, n_classes=n_classes, seed=seed, epochs=epochs
+        )
+        for draw in range(draws):
+            gen_seed = 1000 * seed + draw
+            gen, gen_labels = _generate(full, n_classes, per_class, gen_seed)
+            base_loss = float(reference_loss(full, gen, gen_labels).mean())
+            res = value_images(valuer, images, gen, k, seed=seed * 100 + draw)
+            sets = criteria.split_by_value(res.values, fraction, seed=gen_seed)
+            for arm, rows in sets.items():
+                keep = np.ones(len(images), bool)
+                keep[rows] = False
+                for mode, mask in (("deletion", keep), ("insertion", ~keep)):
+                    model = train_reference(
+                        family,
+                        images[mask],
+                        labels[mask],
+                        n_classes=n_classes,
+                        seed=seed,
+                        epochs=epochs,
+                    )
+                    loss = float(reference_loss(model, gen, gen_labels).mean())
+                    regen = model.sample(gen_labels, seed=gen_seed)
+                    fid = _fid(gen, regen, feature_embedder)
+                    samples[f"{mode}:{arm}"]["loss_change"].append(loss - base_loss)
+                    samples[f"{mode}:{arm}"]["fid"].append(fid)
+    setup = _setup(
+        images,
+        family,
+        seeds,
+        draws,
+        per_class,
+        epochs,
+        k=k,
+        fraction=fraction,
+        valuer=valuer.to_dict(),
+        feature_space=feature_embedder,
+    )
+    return {"criterion": "deletion", "setup": setup, "valuers": _summarise(samples)}
+
+
+def _fid(a: np.ndarray, b: np.ndarray, embedder: str) -> float:
+    fa, _ = embed_images(a, embedder)
+    fb, _ = embed_images(b, embedder)
+    return stats.frechet_distance(fa, fb)
+
+
+def run_lds(
+    images: np.ndarray,
+    labels: np.ndarray,
+    valuers: Sequence[ValuerSpec],
+    *,
+    n_models: int = 32,
+    k: int = 10,
+    family: str = "cvae",
+    seed: int = 0,
+    per_class: int = 10,
+    epochs: int | None = None,
+) -> dict[str, Any]:
+    """LDS: ``n_models`` generators on random halves of exactly equal size.
+
+    The generated set comes from a model trained on all the data; each valuer's credits on the
+    full training set are the attributions. Outputs are minus each model's loss. The interval
+    is a bootstrap over generated samples.
+    """
+    n_classes = _check_common(images, labels, [seed], 1, family)
+    if n_models < 2:
+        raise InputError(f"n_models={n_models}: LDS needs at least 2 retrained models.")
+    full = train_reference(family, images, labels, n_classes=n_classes, seed=seed, epochs=epochs)
+    gen, gen_labels = _generate(full, n_classes, per_class, 1000 * seed)
+    rng = np.random.default_rng(seed)
+    half = len(images) // 2
+    subsets = np.zeros((n_models, len(images)), dtype=bool)
+    outputs = np.empty((n_models, len(gen)))
+    t0 = time.perf_counter()
+    for r in range(n_models):
+        subsets[r, rng.choice(len(images), half, replace=False)] = True
+        model = train_reference(
+            family,
+            images[subsets[r]],
+            labels[subsets[r]],
+            n_classes=n_classes,
+            seed=seed,
+            epochs=epochs,
+        )
+        outputs[r] = -reference_loss(model, gen, gen_labels)
+    retrain_s = time.perf_counter() - t0
+    out: dict[str, dict[str, Any]] = {}
+    for spec in valuers:
+        res = value_images(spec, images, gen, k, seed=seed)
+        per_sample = criteria.lds(criteria.attribution_matrix(res), subsets, outputs)
+        ok = per_sample[np.isfinite(per_sample)]
+        out[spec.name] = {
+            "lds": stats.bootstrap(ok, seed=seed).to_dict(),
+            "defined_share": float(len(ok) / len(per_sample)),
+        }
+    setup = _setup(
+        images,
+        family,
+        [seed],
+        1,
+        per_class,
+        epochs,
+        k=k,
+        n_models=n_models,
+        half_size=half,
+        retrain_seconds=retrain_s,
+    )
+    setup["valuer_specs"] = [spec.to_dict() for spec in valuers]
+    return {"criterion": "lds", "setup": setup, "valuers": out}
+
+
+def run_efficiency(
+    images: np.ndarray,
+    generated: np.ndarray,
+    valuers: Sequence[ValuerSpec],
+    *,
+    k: int = 10,
+) -> dict[str, Any]:
+    """C4: seconds per stage, for the whole run and per generated sample (embeddings uncached)."""
+    from gmvaluator.evaluate import valuers as valuers_mod
+
+    out: dict[str, dict[str, Any]] = {}
+    for spec in valuers:
+        valuers_mod._CACHE.clear()
+        t0 = time.perf_counter()
+        res = value_images(spec, images, generated, k)
+        total = time.perf_counter() - t0
+        stages = {**res.timings, "total_s": total}
+        out[spec.name] = {
+            "seconds": stages,
+            "per_generated_sample_s": {key: v / len(generated) for key, v in stages.items()},
+        }
+    setup = {
+        "n_train": len(images),
+        "n_generated": len(generated),
+        "k": k,
+        "valuer_specs": [spec.to_dict() for spec in valuers],
+    }
+    return {"criterion": "c4", "setup": setup, "valuers": out}

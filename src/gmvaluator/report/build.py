@@ -1,0 +1,141 @@
+"""Write ``RUN/report/index.html``: one self-contained page about a finished run.
+
+Pictures come from the run's own sources (only the items shown are decoded) and plots are
+embedded PNGs, so the page opens without a network. Large runs show their top N items and
+samples with a note, and the page is kept under ``max_bytes`` by showing fewer if needed; the
+full data stays in the Parquet files the page links to.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import re
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gmvaluator._io import atomic_path, write_json
+from gmvaluator.errors import InputError, MissingDependencyError, check_param
+from gmvaluator.report import data as d
+from gmvaluator.report import sections
+from gmvaluator.report.evaluation import evaluations
+from gmvaluator.report.media import Media, MediaSet
+from gmvaluator.report.page import page
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """How much a report shows. ``near_copy`` None shows the run's own near-copy flags; a
+    distance flags the matches at or below it instead."""
+
+    samples: int = 40
+    items: int = 20
+    contributors: int = 25
+    max_contributors: int = 10
+    near_copy: float | None = None
+    max_bytes: int = 25_000_000
+
+    def __post_init__(self) -> None:
+        for name in ("samples", "items", "contributors", "max_contributors", "max_bytes"):
+            value = getattr(self, name)
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+            check_param("ReportConfig", name, value, ok, "an int in the range [1, inf)")
+        nc = self.near_copy
+        ok = nc is None or (isinstance(nc, int | float) and math.isfinite(nc) and nc >= 0)
+        check_param("ReportConfig", "near_copy", nc, ok, "None or a finite float >= 0")
+
+
+@dataclass(frozen=True)
+class Report:
+    path: Path
+    n_bytes: int
+    samples_shown: int
+    seconds: float
+
+
+def write_report(
+    run_dir: str | Path, cfg: ReportConfig | None = None, *, overwrite: bool = False
+) -> Report:
+    """Write ``RUN/report/index.html`` (and ``report.json`` with its settings) for a run."""
+    t0 = time.perf_counter()
+    if importlib.util.find_spec("matplotlib") is None:
+        raise MissingDependencyError(
+            "the HTML report needs matplotlib, which is not installed. Install it with: "
+            "pip install 'gmvaluator[report]'"
+        )
+    cfg = cfg or ReportConfig()
+    run = d.read_run(run_dir)
+    out = run.run_dir / "report" / "index.html"
+    if out.exists() and not overwrite:
+        raise InputError(f"{out} exists. Pass --overwrite to replace it.")
+    html, shown = render_report(run, cfg)
+    data = html.encode("utf-8")
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(data)
+        tmp.chmod(0o644)  # a page to share, unlike the private temporary file
+    report = Report(out, len(data), shown, time.perf_counter() - t0)
+    meta = {"settings": asdict(cfg), "bytes": len(data), "samples_shown": shown}
+    write_json(out.with_name("report.json"), {**meta, "seconds": report.seconds})
+    return report
+
+
+def render_report(run: d.RunData, cfg: ReportConfig) -> tuple[str, int]:
+    """The page and how many generated samples it shows, within ``cfg.max_bytes``."""
+    text_column = run.config.get("text_column")
+    if run.config.get("embedder") == "precomputed":
+        # the training source is only vectors: nothing to show, and maybe millions to read
+        train = Media(None, "the run valued precomputed embeddings: training items are shown by id")
+    else:
+        train = Media.open(run.config.get("train"), "training", text_column)
+    batches = [b.get("source") for b in run.run.get("appended") or []]
+    gen = MediaSet.open([run.config.get("generated"), *batches], "generated", text_column)
+    gen_labels = gen.labels(run.generated_ids)
+    near_copy = d.mark_near_copies(run, cfg.near_copy)
+    names = d.class_names(run.config.get("train"))
+    notes = [m.note for m in (train, gen) if m.note]
+    fixed = _fixed_sections(run, cfg, train, gen_labels, names, near_copy)
+    shrunk = False
+    while True:
+        chosen = d.pick_samples(run.n_generated, cfg.samples, gen_labels)
+        body = sections.samples(
+            run, chosen, train, gen, gen_labels, names, near_copy, cfg.max_contributors
+        )
+        html = _assemble(run, notes, body, fixed, text_run="text" in (train.kind, gen.kind))
+        if len(html.encode("utf-8")) <= cfg.max_bytes or cfg.samples == 1:
+            return html, len(chosen)
+        if not shrunk:
+            notes = [
+                *notes,
+                f"fewer samples are shown to keep the page under {cfg.max_bytes:,} bytes",
+            ]
+            shrunk = True
+        cfg = replace(cfg, samples=max(1, cfg.samples // 2))
+
+
+def _fixed_sections(
+    run: d.RunData,
+    cfg: ReportConfig,
+    train: Media,
+    gen_labels: np.ndarray | None,
+    names: dict[Any, str],
+    near_copy: float | None,
+) -> str:
+    return "\n".join(
+        [
+            sections.items(run, train, names, cfg.items, near_copy),
+            sections.contributors(run, cfg.contributors),
+            sections.classes(run, gen_labels, names),
+            evaluations(run.evaluations),
+        ]
+    )
+
+
+def _assemble(run: d.RunData, notes: list[str], samples: str, fixed: str, text_run: bool) -> str:
+    title = f"gmvaluator report: {run.run_dir.resolve().name}"
+    body = samples + "\n" + fixed
+    anchors = re.findall(r'<h2 id="([a-z]+)">', body)
+    return page(title, sections.header(run, notes, anchors), body, text_run)
