@@ -72,6 +72,15 @@ def digits_suite() -> dict[str, Callable[[], dict[str, Any]]]:
         ),
         "lds": lambda: ex.run_lds(x, y, full, n_models=32, per_class=10),
         "lds_gmm": lambda: ex.run_lds(x, y, full, n_models=32, per_class=10, family="gmm"),
+        "lds_diffusion": lambda: ex.run_lds(
+            x,
+            y,
+            [full[0], full[3], full[-1]],
+            n_models=32,
+            per_class=10,
+            family="diffusion",
+            epochs=60,
+        ),
         "c4": lambda: ex.run_efficiency(x, x[:200], full[:3]),
         **{f"c1_{family}": _family_c1(x, y, family) for family in ("gmm", "diffusion", "gan")},
     }

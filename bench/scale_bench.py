@@ -114,8 +114,11 @@ def search_table(x: np.ndarray, q: np.ndarray) -> dict[str, Any]:
     f = v.fitted_
     (_, i_ivf), t_ivf = timed(lambda: ix.search(f.index, f.embeddings, q, K, f.params), 3)
     (_, i_raw), t_raw = timed(lambda: f.index.search(q, f.params.n_candidates or K), 3)
-    r, t_value = timed(lambda: v.value(q), 2)
-    t_pipeline = t_value - r.timings["recall_s"]  # value() also measures recall; leave it out
+    calls = []
+    for _ in range(2):  # value() also measures recall: leave that out, within the same call
+        r, t_value = timed(lambda: v.value(q))
+        calls.append((t_value - r.timings["recall_s"], r.timings["search_s"], r))
+    t_pipeline, t_inner, r = min(calls, key=lambda c: c[0])
     rate = {
         "exact_numpy": len(q) / t_np,
         "exact_faiss": len(q) / t_faiss,
@@ -142,7 +145,7 @@ def search_table(x: np.ndarray, q: np.ndarray) -> dict[str, Any]:
         "exact_faiss_gflops": flops / 1e9,
         "pipeline_overhead_vs_search_with_rerank": t_pipeline / t_ivf,
         # the same call's own search time: free of the load changing between two calls
-        "pipeline_overhead_same_call": t_pipeline / r.timings["search_s"],
+        "pipeline_overhead_same_call": t_pipeline / t_inner,
         "pipeline_overhead_vs_bare_faiss_candidates": t_pipeline / t_raw,
         "ivfpq_without_rerank_recall_at_10": ix.recall_at_k(i_raw[:, :K], truth),
     }

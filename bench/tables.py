@@ -27,7 +27,7 @@ def fmt(est: dict[str, Any], scale: float = 1.0, digits: int = 3) -> str:
 def table(name: str, metrics: list[str], scale: float = 1.0, digits: int = 3) -> str:
     path = RESULTS / f"{name}.json"
     if not path.is_file():
-        return f"_{name}: not run_\n"
+        return ""
     res = json.loads(path.read_text())
     head = "| valuer | " + " | ".join(metrics) + " |"
     rows = [head, "|" + "---|" * (len(metrics) + 1)]
@@ -49,7 +49,7 @@ def _p(est: dict[str, Any], metric: str) -> dict[str, Any]:
 def c4_table(name: str) -> str:
     path = RESULTS / f"{name}.json"
     if not path.is_file():
-        return f"_{name}: not run_\n"
+        return ""
     res = json.loads(path.read_text())
     stages = ["embed_train_s", "embed_generated_s", "index_build_s", "search_s", "recall_s"]
     rows = [
@@ -71,17 +71,37 @@ def main() -> None:
     ks = ["k=10", "k=30", "k=50", "k=100"]
     ood = ["auroc", "auprc", "precision_at_n", "injected_matched_share"]
     mem = ["auroc", "p_value", "member_mean", "nonmember_mean"]
-    out = []
-    for suite in ("fashion", "fashion-effnet", "digits"):
-        out += [f"## {suite}: C1", table(f"{suite}_c1", ks)]
-        out += [f"## {suite}: C2", table(f"{suite}_c2", ["k=5", "k=10", "k=15"])]
-        out += [f"## {suite}: C3", table(f"{suite}_c3", ood)]
-        out += [f"## {suite}: membership", table(f"{suite}_membership", mem, digits=4)]
-        out += [f"## {suite}: deletion", table(f"{suite}_deletion", ["loss_change", "fid"])]
-        out += [f"## {suite}: C4", c4_table(f"{suite}_c4")]
-    out += ["## digits: C3 (GMM)", table("digits_c3_gmm", ood)]
-    out += ["## digits: LDS (CVAE)", table("digits_lds", ["lds"])]
-    out += ["## digits: LDS (GMM)", table("digits_lds_gmm", ["lds"])]
+    sections = [
+        ("C1 identical class, Fashion-MNIST (pixels)", table("fashion_c1", ks)),
+        ("C1, Fashion-MNIST subset (EfficientNet-Lite0)", table("fashion-effnet_c1", ks)),
+        ("C1, digits (VAE)", table("digits_c1", ks)),
+        ("C1, digits (Gaussian mixture)", table("digits_c1_gmm", ks)),
+        ("C1, digits (diffusion)", table("digits_c1_diffusion", ks)),
+        ("C1, digits (GAN)", table("digits_c1_gan", ks)),
+        (
+            "C2 identical attribute group, Fashion-MNIST",
+            table("fashion_c2", ["k=5", "k=10", "k=15"]),
+        ),
+        ("C2, digits", table("digits_c2", ["k=5", "k=10", "k=15"])),
+        ("C3 out-of-distribution, Fashion-MNIST", table("fashion_c3", ood)),
+        ("C3, Fashion-MNIST subset (EfficientNet-Lite0)", table("fashion-effnet_c3", ood)),
+        ("C3, digits (VAE)", table("digits_c3", ood)),
+        ("C3, digits (Gaussian mixture)", table("digits_c3_gmm", ood)),
+        ("Membership, Fashion-MNIST", table("fashion_membership", mem, digits=4)),
+        ("Membership, Fashion-MNIST subset", table("fashion-effnet_membership", mem, digits=4)),
+        ("Membership, digits", table("digits_membership", mem, digits=4)),
+        (
+            "Deletion and insertion, Fashion-MNIST",
+            table("fashion_deletion", ["loss_change", "fid"]),
+        ),
+        ("Deletion and insertion, digits", table("digits_deletion", ["loss_change", "fid"])),
+        ("LDS, digits (VAE, R = 32)", table("digits_lds", ["lds"])),
+        ("LDS, digits (Gaussian mixture, R = 32)", table("digits_lds_gmm", ["lds"])),
+        ("LDS, digits (diffusion, 60 epochs, R = 32)", table("digits_lds_diffusion", ["lds"])),
+        ("C4 efficiency, Fashion-MNIST", c4_table("fashion_c4")),
+        ("C4, digits", c4_table("digits_c4")),
+    ]
+    out = [f"### {title}\n\n{body}" for title, body in sections if body]
     sys.stdout.write("\n".join(out))
 
 

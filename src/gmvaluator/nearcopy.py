@@ -110,6 +110,18 @@ def calibrate_descriptors(
     return info
 
 
+def run_space_distances(valuator: Any, generated: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Exact distances, in the valuator's space, of each generated sample to its matched rows."""
+    q = ix.prepare(generated, valuator.metric, "generated embeddings").astype(np.float64)
+    x = valuator.fitted_.embeddings
+    out = np.empty(rows.shape, dtype=np.float64)
+    for s in range(0, len(q), 256):
+        vecs = np.asarray(x[rows[s : s + 256].ravel()], dtype=np.float64)
+        vecs = vecs.reshape(*rows[s : s + 256].shape, -1)
+        out[s : s + 256] = ix.pairwise_distance(q[s : s + 256], vecs, valuator.metric)
+    return out
+
+
 def pair_distances(generated: np.ndarray, train: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Cosine distance (m, k) of each generated descriptor to the training rows it matched."""
     g = ix.prepare(generated, "cosine", "generated descriptors").astype(np.float64)

@@ -175,7 +175,9 @@ def value_stage(
     ds = train.dataset
     columns = {"label": ds.labels, "contributor": ds.contributors}
     if accounting is not None:
-        result = accounting.apply(result, valuator, generated.dataset, run_dir)
+        result = accounting.apply(
+            result, valuator, generated.dataset, run_dir, generated_vectors=generated.vectors
+        )
         columns = accounting.columns(ds.labels)
     if run_dir is not None:
         result.save(run_dir, **columns)

@@ -10,6 +10,7 @@ so one fitted valuator serves many generated sets.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -253,15 +254,27 @@ class Valuator:
         return q
 
     def value(
-        self, generated_embeddings: np.ndarray, quality: Any = None, ids: Any = None
+        self,
+        generated_embeddings: np.ndarray,
+        quality: Any = None,
+        ids: Any = None,
+        *,
+        search: Callable[[Any, np.ndarray, int], tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> ValuationResult:
-        """Value the training set against generated samples (m, d); q_j defaults to 1."""
+        """Value the training set against generated samples (m, d); q_j defaults to 1.
+
+        ``search(fitted, prepared_queries, k) -> (distances, rows)`` replaces the local top-k
+        search (the Ray engine spreads it over index shards); everything else is the same.
+        """
         f = self._fitted()
         q = self._prepare_queries(generated_embeddings)
         gen_ids = _as_ids(ids, len(q), "generated")
         qual = check_quality(quality, len(q), gen_ids)
         t0 = time.perf_counter()
-        dist, rows = ix.search(f.index, f.embeddings, q, self.k, f.params)
+        if search is None:
+            dist, rows = ix.search(f.index, f.embeddings, q, self.k, f.params)
+        else:
+            dist, rows = search(f, q, self.k)
         t_search = time.perf_counter() - t0
         credit = softmax_credit(dist, self.temperature, qual)
         n = len(f.ids)

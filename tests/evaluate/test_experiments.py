@@ -109,5 +109,7 @@ def test_bad_input_is_refused(digits_images):
         ex.run_identical(x, y, [PIXELS], seeds=())
     with pytest.raises(InputError, match="LDS needs at least 2"):
         ex.run_lds(x, y, [PIXELS], n_models=1)
+    with pytest.raises(InputError, match="gan family has no likelihood"):
+        ex.run_lds(x, y, [PIXELS], family="gan")
     with pytest.raises(InputError, match="unknown generator family 'vae'"):
         ex.run_identical(x, y, [PIXELS], family="vae")

@@ -115,3 +115,38 @@ def test_near_copies_on_copy_detection_descriptors(sscd_run, owned_digits):
     Image.fromarray(train["images"][9]).save(buf, format="PNG")
     reply = Attributor.from_run(out, ledger="none").attribute_image(buf.getvalue())
     assert reply["matches"][0]["train_id"] == "digits/0009" and reply["near_copy"]
+
+
+def test_flags_use_run_space_distances_when_d_comes_from_another_rerank(tmp_path):
+    """With --rerank none, d_ij are approximate PQ distances; flags must still compare exact
+    distances in the space the threshold was calibrated in: exact copies are flagged."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from gmvaluator.cli import app
+
+    res = CliRunner().invoke(app, [
+        "value", "--train", "builtin:digits", "--generated", "builtin:digits[:6]",
+        "--out", str(tmp_path / "run"), "--embedder", "pixels", "--index", "ivfpq",
+        "--rerank", "none", "--k", "3", "--quiet",
+    ])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    att = pd.read_parquet(tmp_path / "run" / "attributions.parquet")
+    first = att[att["rank"] == 1]
+    assert (first["train_id"] == first["generated_id"]).all()
+    assert (first["distance"] > 0).any()  # the PQ distance of a copy is not 0: d is approximate
+    # the flags follow exact run-space distances against the recorded threshold
+    import json
+
+    import numpy as np
+
+    from gmvaluator import nearcopy
+    from gmvaluator.value import Valuator
+
+    valuator = Valuator.load(tmp_path / "run" / "index")
+    gen = np.load(tmp_path / "run" / "embeddings" / "generated" / "all.npy")
+    rows = att["train_row"].to_numpy().reshape(6, 3)
+    exact = nearcopy.run_space_distances(valuator, gen, rows)
+    np.testing.assert_allclose(exact[:, 0], 0.0, atol=1e-6)
+    threshold = json.loads((tmp_path / "run" / "run.json").read_text())["near_copy"]["threshold"]
+    np.testing.assert_array_equal(att["near_copy"].to_numpy(), (exact <= threshold).ravel())

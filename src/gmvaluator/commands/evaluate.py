@@ -32,7 +32,7 @@ Generator = Annotated[
 Seeds = Annotated[int, typer.Option(help="Generator seeds (0..N-1).")]
 Draws = Annotated[int, typer.Option(help="Draws of the generated set per seed.")]
 PerClass = Annotated[int, typer.Option(help="Generated samples per class per draw.")]
-Epochs = Annotated[int | None, typer.Option(help="Generator epochs [by data size].")]
+Epochs = Annotated[int | None, typer.Option(help="Generator epochs (default: by data size).")]
 EmbedderOpt = Annotated[str, typer.Option("--embedder", help="Embedder of the default pipeline.")]
 Baselines = Annotated[
     bool, typer.Option(help="Also run the baselines (random, exact NN, raw pixels, quality, T).")

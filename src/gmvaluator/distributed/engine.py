@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,42 +40,12 @@ class RayEngine:
         self, valuator: Any, generated: np.ndarray, quality: Any = None, ids: Any = None
     ) -> ValuationResult:
         """What ``Valuator.value`` returns, with the search spread over index shards."""
-        from gmvaluator import index as ix
         from gmvaluator.distributed.search import sharded_search
-        from gmvaluator.value import _as_ids, check_quality, softmax_credit
 
-        f = valuator._fitted()
-        q = valuator._prepare_queries(generated)
-        gen_ids = _as_ids(ids, len(q), "generated")
-        qual = check_quality(quality, len(q), gen_ids)
-        t0 = time.perf_counter()
-        dist, rows = sharded_search(self.ray, f, q, valuator.k, self.n_shards)
-        t_search = time.perf_counter() - t0
-        credit = softmax_credit(dist, valuator.temperature, qual)
-        n = len(f.ids)
-        t0 = time.perf_counter()
-        recall, n_recall = ix.measure_recall(
-            f.index, f.embeddings, q, valuator.k, f.params, valuator.recall_sample,
-            valuator.random_state,
-        )  # fmt: skip
-        return ValuationResult(
-            train_ids=f.ids,
-            generated_ids=gen_ids,
-            values=np.bincount(rows.ravel(), weights=credit.ravel(), minlength=n),
-            n_matches=np.bincount(rows.ravel(), minlength=n),
-            distances=dist,
-            indices=rows,
-            credits=credit,
-            quality=qual,
-            config=valuator.describe(),
-            recall=recall,
-            recall_queries=n_recall,
-            timings={
-                "index_build_s": f.build_seconds,
-                "search_s": t_search,
-                "recall_s": time.perf_counter() - t0,
-            },
-        )
+        def search(fitted: Any, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+            return sharded_search(self.ray, fitted, q, k, self.n_shards)
+
+        return valuator.value(generated, quality=quality, ids=ids, search=search)  # type: ignore[no-any-return]
 
 
 @contextlib.contextmanager

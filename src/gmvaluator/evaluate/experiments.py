@@ -43,9 +43,14 @@ def _repeats(seeds: Iterable[int], draws: int) -> list[tuple[int, int]]:
 
 
 def _check_common(
-    images: np.ndarray, labels: np.ndarray, seeds: Sequence[int], draws: int, family: str = "cvae"
+    images: np.ndarray,
+    labels: np.ndarray,
+    seeds: Sequence[int],
+    draws: int,
+    family: str = "cvae",
+    needs_loss: bool = False,
 ) -> int:
-    check_family(family)
+    check_family(family, needs_loss)
     if len(seeds) < 1 or draws < 1:
         raise InputError("give at least one seed and one draw of the generated set.")
     if len(images) != len(labels):
@@ -209,7 +214,7 @@ def run_deletion(
     (positive = the retrained model explains it worse) and the Fréchet distance between that set
     and the retrained model's samples for the same labels, in ``feature_embedder`` space.
     """
-    n_classes = _check_common(images, labels, seeds, draws, family)
+    n_classes = _check_common(images, labels, seeds, draws, family, needs_loss=True)
     samples: Samples = defaultdict(lambda: defaultdict(list))
     for seed in seeds:
         full = train_reference(
@@ -277,7 +282,7 @@ def run_lds(
     full training set are the attributions. Outputs are minus each model's loss. The interval
     is a bootstrap over generated samples.
     """
-    n_classes = _check_common(images, labels, [seed], 1, family)
+    n_classes = _check_common(images, labels, [seed], 1, family, needs_loss=True)
     if n_models < 2:
         raise InputError(f"n_models={n_models}: LDS needs at least 2 retrained models.")
     full = train_reference(family, images, labels, n_classes=n_classes, seed=seed, epochs=epochs)
@@ -332,11 +337,11 @@ def run_efficiency(
     k: int = 10,
 ) -> dict[str, Any]:
     """C4: seconds per stage, for the whole run and per generated sample (embeddings uncached)."""
-    from gmvaluator.evaluate import valuers as valuers_mod
+    from gmvaluator.evaluate.valuers import clear_cache
 
     out: dict[str, dict[str, Any]] = {}
     for spec in valuers:
-        valuers_mod._CACHE.clear()
+        clear_cache()
         t0 = time.perf_counter()
         res = value_images(spec, images, generated, k)
         total = time.perf_counter() - t0

@@ -80,6 +80,11 @@ def embed_images(images: np.ndarray, embedder: str) -> tuple[np.ndarray, float]:
     return vectors, seconds
 
 
+def clear_cache() -> None:
+    """Forget cached embeddings (C4 times embedding from scratch)."""
+    _CACHE.clear()
+
+
 def sharpness_quality(images: np.ndarray) -> np.ndarray:
     """A no-reference quality stand-in: variance of the Laplacian, scaled to mean 1.
 
@@ -103,6 +108,9 @@ def value_images(
     quality: np.ndarray | None = None,
 ) -> ValuationResult:
     """Value ``train_images`` against ``generated_images`` with one valuer configuration.
+
+    ``quality`` (one score per generated sample) is used when ``spec.quality`` is set; without
+    it the sharpness stand-in is computed.
 
     ``timings`` of the result gain ``embed_train_s`` and ``embed_generated_s`` (0 when cached).
     """

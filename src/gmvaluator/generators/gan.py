@@ -96,13 +96,18 @@ def train_gan(
     labels: np.ndarray,
     *,
     n_classes: int,
-    epochs: int = 100,
-    batch_size: int = 128,
+    epochs: int = 300,
+    batch_size: int = 64,
     lr: float = 2e-4,
     seed: int = 0,
     num_threads: int | None = 1,
 ) -> CGAN:
-    """Train a conditional GAN on uint8 (N, H, W) images with int labels; seeded."""
+    """Train a conditional GAN on uint8 (N, H, W) images with int labels; seeded.
+
+    It needs steps more than epochs: on the digits, 1,400 steps of 128 left the samples
+    independent of their label (C1 at chance), 8,400 steps of 64 (300 epochs) gave samples
+    whose nearest real digit has their label 96 % of the time.
+    """
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("n_classes", n_classes)):
         check_param("train_gan", name, value, _is_int(value) and value >= 1, "an int >= 1")
     x_np, y_np = _check_data(images, labels, n_classes, "train_gan")

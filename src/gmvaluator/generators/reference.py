@@ -17,12 +17,18 @@ from gmvaluator.errors import InputError
 
 FAMILIES = ("cvae", "gmm", "gan", "diffusion")
 # Image passes (items x epochs) of the default training budget of the GAN and the DDPM.
-_GAN_PASSES, _DIFFUSION_PASSES, _MAX_EPOCHS = 150_000, 200_000, 300
+_GAN_PASSES, _DIFFUSION_PASSES, _MAX_EPOCHS = 540_000, 200_000, 300
 
 
-def check_family(family: str) -> None:
+def check_family(family: str, needs_loss: bool = False) -> None:
+    """Refuse an unknown family, or a GAN where a loss is needed (deletion, LDS)."""
     if family not in FAMILIES:
         raise InputError(f"unknown generator family {family!r}. Use one of {', '.join(FAMILIES)}.")
+    if needs_loss and family == "gan":
+        raise InputError(
+            "the gan family has no likelihood or loss; use the cvae, gmm or diffusion family "
+            "for deletion and LDS."
+        )
 
 
 def train_reference(
