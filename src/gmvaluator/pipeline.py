@@ -211,83 +211,53 @@ def run_value(
     reason in ``RUN/skipped.csv``.
     """
     with collect_skips(on_error) as skips:
-        outcome = _run_value(
-            train_spec,
-            generated_spec,
-            run_dir,
-            cfg,
-            quality=quality,
-            overwrite=overwrite,
-            progress=progress,
-            skips=skips,
-            accounting=accounting,
-            cache=cache,
-            engine=engine,
+        from gmvaluator.accounting import AccountingOptions, RunAccounting
+        from gmvaluator.quality import describe_quality
+        from gmvaluator.rerank import check_rerank
+
+        opts = accounting or AccountingOptions()
+        t_start = time.perf_counter()
+        run = Path(run_dir) if run_dir is not None else None
+        settings = {"train": train_spec, "generated": generated_spec, "quality": _opt(quality)}
+        settings.update(cfg.to_dict())
+        settings.update(opts.settings())
+        check_rerank(cfg.rerank)  # a bad name or a missing model fails before any embedding
+        quality_info = describe_quality("none" if quality is None else quality, cfg.quality_norm)
+        if run is not None:
+            check_run_config(run, settings, overwrite)
+        embed = embed_stage if engine is None else engine.embed_stage
+        train = embed(train_spec, "train", cfg, run, progress, cache)
+        generated = embed(generated_spec, "generated", cfg, run, progress, cache)
+        if run is not None and skips.mode == "skip":
+            write_skipped(run / "skipped.csv", skips)
+        check_same_dim(train.vectors.shape[1], generated.vectors.shape[1])
+        acct = RunAccounting.start(opts, train.dataset, settings, train.source_hash)
+        valuator, t_index = index_stage(acct.index_view(train), cfg, run)
+        q = None
+        if quality is not None:
+            from gmvaluator.quality import quality_scores
+
+            q = quality_scores(quality, generated.dataset, cfg.quality_norm, progress=progress)
+        t0 = time.perf_counter()
+        result = value_stage(
+            valuator, train, generated, q, run, acct, cfg.rerank, cfg.n_candidates, engine
         )
-    return outcome
-
-
-def _run_value(
-    train_spec: str,
-    generated_spec: str,
-    run_dir: str | Path | None,
-    cfg: ValueConfig,
-    *,
-    quality: str | Path | None,
-    overwrite: bool,
-    progress: bool,
-    skips: SkipLog,
-    accounting: AccountingOptions | None = None,
-    cache: str | Path | None = None,
-    engine: Any = None,
-) -> RunOutcome:
-    from gmvaluator.accounting import AccountingOptions, RunAccounting
-    from gmvaluator.quality import describe_quality
-    from gmvaluator.rerank import check_rerank
-
-    opts = accounting or AccountingOptions()
-    t_start = time.perf_counter()
-    run = Path(run_dir) if run_dir is not None else None
-    settings = {"train": train_spec, "generated": generated_spec, "quality": _opt(quality)}
-    settings.update(cfg.to_dict())
-    settings.update(opts.settings())
-    check_rerank(cfg.rerank)  # a bad name or a missing model fails before any embedding
-    quality_info = describe_quality("none" if quality is None else quality, cfg.quality_norm)
-    if run is not None:
-        check_run_config(run, settings, overwrite)
-    embed = embed_stage if engine is None else engine.embed_stage
-    train = embed(train_spec, "train", cfg, run, progress, cache)
-    generated = embed(generated_spec, "generated", cfg, run, progress, cache)
-    if run is not None and skips.mode == "skip":
-        write_skipped(run / "skipped.csv", skips)
-    check_same_dim(train.vectors.shape[1], generated.vectors.shape[1])
-    acct = RunAccounting.start(opts, train.dataset, settings, train.source_hash)
-    valuator, t_index = index_stage(acct.index_view(train), cfg, run)
-    q = None
-    if quality is not None:
-        from gmvaluator.quality import quality_scores
-
-        q = quality_scores(quality, generated.dataset, cfg.quality_norm, progress=progress)
-    t0 = time.perf_counter()
-    result = value_stage(
-        valuator, train, generated, q, run, acct, cfg.rerank, cfg.n_candidates, engine
-    )
-    timings = {
-        "embed_train_s": 0.0 if train.reused else train.seconds,
-        "embed_generated_s": 0.0 if generated.reused else generated.seconds,
-        "index_s": t_index,
-        "value_s": time.perf_counter() - t0,
-        "total_s": time.perf_counter() - t_start,
-    }
-    if run is not None:
-        record = run_record(result, train, generated, timings, settings)
-        record["skipped"] = len(skips)
-        record["quality"] = quality_info
-        record["embedding_cache"] = {"train": train.cache, "generated": generated.cache}
-        record.update(acct.record(result))
-        checkpoint("before-run-json")
-        write_json(run / "run.json", record)
-    return RunOutcome(run or Path("."), result, train, generated, timings, n_skipped=len(skips))
+        timings = {
+            "embed_train_s": 0.0 if train.reused else train.seconds,
+            "embed_generated_s": 0.0 if generated.reused else generated.seconds,
+            "index_s": t_index,
+            "value_s": time.perf_counter() - t0,
+            "total_s": time.perf_counter() - t_start,
+        }
+        if run is not None:
+            record = run_record(result, train, generated, timings, settings)
+            record["skipped"] = len(skips)
+            record["quality"] = quality_info
+            record["embedding_cache"] = {"train": train.cache, "generated": generated.cache}
+            record.update(acct.record(result))
+            checkpoint("before-run-json")
+            write_json(run / "run.json", record)
+        return RunOutcome(run or Path("."), result, train, generated, timings, n_skipped=len(skips))
 
 
 def write_skipped(path: Path, skips: SkipLog) -> None:

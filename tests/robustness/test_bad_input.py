@@ -282,3 +282,24 @@ def test_not_enough_disk_or_memory_is_refused_before_the_work(tmp_path, monkeypa
     monkeypatch.setenv("GMVALUATOR_MEMORY_BYTES", "1000")
     res = value("builtin:digits", "builtin:digits[:4]", tmp_path / "run2", "--embedder", "pixels")
     assert res.exit_code == 2 and "of memory, but only 0.00 GB is available" in res.stderr
+
+
+def test_resuming_a_skip_run_without_skip_stops_at_the_bad_item(tmp_path):
+    """Shards made under --on-error skip lack the bad items; a later default run must not
+    reuse them and silently drop those items."""
+    folder = good_folder(tmp_path / "train")
+    _write_broken(folder, "zero.png")
+    args = (folder, "builtin:digits[:5]", tmp_path / "run", "--embedder", "pixels")
+    res = value(*args, "--on-error", "skip")
+    assert res.exit_code == 0, res.output
+    res = value(*args)
+    assert res.exit_code == 2 and "zero.png" in res.stderr
+
+
+def test_a_bad_item_alone_in_its_batch_is_skipped(tmp_path):
+    folder = good_folder(tmp_path / "train", n=4)
+    _write_broken(folder, "zero.png")  # sorts last: a batch of one with --batch-size 4
+    res = value(folder, "builtin:digits[:3]", tmp_path / "run", "--embedder", "pixels",
+                "--batch-size", "4", "--on-error", "skip")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert list(pd.read_csv(tmp_path / "run" / "skipped.csv")["id"]) == ["zero.png"]

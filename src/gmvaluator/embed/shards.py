@@ -53,6 +53,8 @@ def embed_sharded(
     check_kind(embedder, ds.kind, ds.name)
     meta = {**source_meta, "embedder": embedder_fingerprint(embedder), "shard_size": shard_size}
     meta["metric"] = metric  # zero vectors are skipped only under cosine
+    # Shards made under --on-error skip may lack items; a run that must stop on them redoes them.
+    meta["on_error"] = "skip" if skipping() else "raise"
     _reset_if_stale(folder, meta)
     n = len(ds)
     starts = list(range(0, n, shard_size))
@@ -180,9 +182,10 @@ def embed_rows(
         vecs = _embed_batch(ds, embedder, start, stop)
         rows = np.arange(start, stop)
     except InputError:
-        if not skipping() or stop - start == 1:
+        if not skipping():
             raise
-        # Find the bad items one by one; the good ones are embedded again alone.
+        # Find the bad items one by one (a batch of one included: it is recorded, not raised);
+        # the good ones are embedded again alone.
         good = [_one(ds, embedder, i) for i in range(start, stop)]
         pairs = [(v, i) for v, i in zip(good, range(start, stop), strict=True) if v is not None]
         if not pairs:
