@@ -3,6 +3,7 @@
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python bench/evaluate_all.py digits
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python bench/evaluate_all.py fashion
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python bench/evaluate_all.py fashion-effnet
+    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python bench/evaluate_all.py sensitivity
 
 Each suite writes ``bench/results/<suite>_<criterion>.json`` and ``bench/results/machine.json``.
 Pass criterion names after the suite to run only those (e.g. ``digits lds c3``).
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gmvaluator._io import write_json
-from gmvaluator.evaluate import ValuerSpec, baselines, group_labels
+from gmvaluator.evaluate import ValuerSpec, baselines, group_labels, sensitivity_variants
 from gmvaluator.evaluate import experiments as ex
 from gmvaluator.evaluate.data import groups_for, load_images
 
@@ -68,20 +69,30 @@ def digits_suite() -> dict[str, Callable[[], dict[str, Any]]]:
         ),
         "membership": lambda: ex.run_membership(x, y, full, per_class=100, **rep),
         "deletion": lambda: ex.run_deletion(
-            x, y, ValuerSpec("default"), fraction=0.1, seeds=(0, 1, 2), per_class=20
+            x,
+            y,
+            ValuerSpec("default"),
+            fraction=0.1,
+            seeds=(0, 1, 2),
+            per_class=10,
+            feature_embedders=("pixels", "efficientnet-lite0"),
         ),
         "lds": lambda: ex.run_lds(x, y, full, n_models=32, per_class=10),
         "lds_gmm": lambda: ex.run_lds(x, y, full, n_models=32, per_class=10, family="gmm"),
         "lds_diffusion": lambda: ex.run_lds(
             x,
             y,
-            [full[0], full[3], full[-1]],
+            [spec for spec in full if spec.name in ("default", "sqeuclidean", "random")],
             n_models=32,
             per_class=10,
             family="diffusion",
             epochs=60,
         ),
-        "c4": lambda: ex.run_efficiency(x, x[:200], full[:3]),
+        "c4": lambda: ex.run_efficiency(
+            x,
+            x[:200],
+            [spec for spec in full if spec.name in ("default", "exact-nn", "ivfpq", "rerank-none")],
+        ),
         **{f"c1_{family}": _family_c1(x, y, family) for family in ("gmm", "diffusion", "gan")},
     }
 
@@ -142,10 +153,49 @@ def fashion_effnet_suite() -> dict[str, Callable[[], dict[str, Any]]]:
         "c1": lambda: ex.run_identical(x, y, specs, **rep),
         "membership": lambda: ex.run_membership(x, y, specs, **rep),
         "c3": lambda: ex.run_ood(x, y, specs, n_noise=50, n_photos=50, **rep),
+        "deletion": lambda: ex.run_deletion(
+            x[:2000],
+            y[:2000],
+            ValuerSpec("default"),
+            fraction=0.1,
+            seeds=(0,),
+            draws=2,
+            per_class=10,
+            feature_embedders=("pixels", "efficientnet-lite0"),
+        ),
     }
 
 
-SUITES = {"digits": digits_suite, "fashion": fashion_suite, "fashion-effnet": fashion_effnet_suite}
+def sensitivity_suite() -> dict[str, Callable[[], dict[str, Any]]]:
+    """C1 and membership as k, the PQ settings, re-rank and the embedder vary."""
+    xd, yd = load_images("builtin:digits")
+    xf, yf = load_images("builtin:fashion-mnist:train[:2000]")
+    return {
+        "digits": lambda: ex.run_sensitivity(
+            xd,
+            yd,
+            sensitivity_variants(("pixels", "sscd-distilled")),
+            seeds=(0, 1, 2),
+            draws=2,
+            per_class=30,
+        ),
+        "fashion": lambda: ex.run_sensitivity(
+            xf,
+            yf,
+            sensitivity_variants(("pixels", "efficientnet-lite0", "sscd-distilled")),
+            seeds=(0, 1),
+            draws=1,
+            per_class=20,
+        ),
+    }
+
+
+SUITES = {
+    "digits": digits_suite,
+    "fashion": fashion_suite,
+    "fashion-effnet": fashion_effnet_suite,
+    "sensitivity": sensitivity_suite,
+}
 
 
 def main(argv: list[str]) -> None:

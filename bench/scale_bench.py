@@ -4,10 +4,12 @@ Everything is measured in one run on the same machine, so the ratios compare lik
 the BLAS kernel each library runs (threadpoolctl) is printed and saved with the figures.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/scale_bench.py --n 100000 --m 2000
+    OMP_NUM_THREADS=1 .venv/bin/python bench/scale_bench.py --goal   # 1M x 100k, out of core
     .venv/bin/python bench/scale_bench.py --plot   # docs/images/scaling.png from the JSON
 
 Data: clustered unit vectors (d = 512, 1,000 Gaussian clusters), queries drawn like the
-training items (held out), cosine distance, k = 10. Writes bench/results/scale.json.
+training items (held out), cosine distance, k = 10. Writes bench/results/scale.json (``--goal``:
+scale_goal.json; its data files are written to ``--data-dir`` and deleted afterwards).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,6 +30,7 @@ from typing import Any
 import numpy as np
 
 RESULTS = Path(__file__).parent / "results" / "scale.json"
+GOAL_RESULTS = RESULTS.with_name("scale_goal.json")
 PLOT = Path(__file__).parents[1] / "docs" / "images" / "scaling.png"
 K = 10
 
@@ -167,6 +171,67 @@ def totals(table: dict[str, Any], ms: list[int]) -> list[dict[str, Any]]:
     ]
 
 
+def measured_totals(x: np.ndarray, ms: list[int], subset: int = 2000) -> list[dict[str, Any]]:
+    """Build + search, timed end to end for each m: a fresh auto IVF-PQ ``fit`` and ``value``.
+
+    scikit-learn brute and exact faiss cost the same per query, so they are timed on the first
+    ``subset`` queries and scaled linearly to m (their fit is timed whole); recall@10 of every
+    method is measured on that subset against exact numpy search.
+    """
+    rows = []
+    for m in ms:
+        rows.append(_measured_total(x, m, subset))
+        print(json.dumps(rows[-1], indent=1), flush=True)
+    return rows
+
+
+def _measured_total(x: np.ndarray, m: int, subset: int) -> dict[str, Any]:
+    """One row of ``measured_totals``."""
+    import faiss
+    from sklearn.neighbors import NearestNeighbors
+
+    from gmvaluator import Valuator
+    from gmvaluator import index as ix
+
+    q = clustered(m, seed=99)
+    sub = q[:subset]
+    truth = numpy_exact(x, sub, K)
+    nn, t_sk_fit = timed(lambda: NearestNeighbors(n_neighbors=K, algorithm="brute",
+                                                  metric="cosine").fit(x))  # fmt: skip
+    (_, i_sk), t_sk = timed(lambda: nn.kneighbors(sub))
+    flat = faiss.IndexFlatIP(x.shape[1])
+    _, t_flat_add = timed(lambda: flat.add(x))
+    (_, i_flat), t_flat = timed(lambda: flat.search(sub, K))
+    old = ix.AUTO_EXACT_MAX
+    ix.AUTO_EXACT_MAX = 0  # the approximate branch of auto at this n
+    v, t_fit = timed(lambda: Valuator(k=K, index="auto").fit(x))
+    ix.AUTO_EXACT_MAX = old
+    r, t_value = timed(lambda: v.value(q))
+    t_ours = t_fit + t_value - r.timings["recall_s"]
+    sk_total = t_sk_fit + t_sk * m / len(sub)
+    row = {
+        "m": m,
+        "sklearn_s": sk_total,
+        "sklearn_timed_queries": len(sub),
+        "exact_faiss_s": t_flat_add + t_flat * m / len(sub),
+        "ivfpq_fit_s": t_fit,
+        "ivfpq_search_s": r.timings["search_s"],
+        "ivfpq_value_s": t_value - r.timings["recall_s"],
+        "ivfpq_recall_check_s": r.timings["recall_s"],
+        "ivfpq_s": t_ours,
+        "ivfpq_vs_sklearn": sk_total / t_ours,
+        "ivfpq_with_recall_check_vs_sklearn": sk_total / (t_fit + t_value),
+        "ivfpq_params": v.index_params_.to_dict(),
+        "recall_at_10": {
+            "sklearn_brute": ix.recall_at_k(i_sk, truth),
+            "exact_faiss": ix.recall_at_k(i_flat, truth),
+            "ivfpq_rerank": ix.recall_at_k(r.indices[:subset], truth),
+            "value_recall_check": r.recall,
+        },
+    }
+    return row
+
+
 _CHILD = """
 import json, sys, threading, time
 import numpy as np
@@ -182,14 +247,38 @@ def watch():
         time.sleep(0.02)
 threading.Thread(target=watch, daemon=True).start()
 x = np.load(sys.argv[1], mmap_mode='r')
-q = np.load(sys.argv[2])
+q = np.load(sys.argv[2], mmap_mode='r')
 t0 = time.perf_counter()
 v = Valuator(k=10, index=sys.argv[4]).fit(x, store=sys.argv[3])
+t_fit = time.perf_counter() - t0
 r = v.value(q)
+seconds = time.perf_counter() - t0
 time.sleep(0.1)
-print(json.dumps({'peak_anon_bytes': peak[0], 'seconds': time.perf_counter() - t0,
-                  'recall': r.recall, 'factory': v.index_params_.factory}))
+print(json.dumps({'peak_anon_bytes': peak[0], 'seconds': seconds, 'fit_s': t_fit,
+                  'value_s': seconds - t_fit, 'timings': r.timings, 'recall': r.recall,
+                  'recall_queries': r.recall_queries, 'matched': int((r.n_matches > 0).sum()),
+                  'factory': v.index_params_.factory, 'params': v.index_params_.to_dict()}))
 """
+
+
+def write_clustered(path: Path, n: int, seed: int, block: int = 100_000) -> None:
+    """``n`` clustered vectors written to a ``.npy`` file block by block, never whole."""
+    mm = np.lib.format.open_memmap(path, "w+", np.float32, (n, 512))
+    for s in range(0, n, block):
+        mm[s : s + block] = clustered(min(block, n - s), seed=seed + s)
+    mm.flush()
+    del mm
+
+
+def run_child(x: Path, q: Path, store: Path, kind: str) -> dict[str, Any]:
+    """Fit + value in a fresh process; its peak RssAnon excludes the memory-mapped files."""
+    res = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(x), str(q), str(store), kind],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(res.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 def memory_table(ns: list[int], m: int, kind: str) -> list[dict[str, Any]]:
@@ -199,18 +288,8 @@ def memory_table(ns: list[int], m: int, kind: str) -> list[dict[str, Any]]:
         np.save(Path(tmp) / "q.npy", clustered(m, seed=7))
         for n in ns:
             path = Path(tmp) / f"x{n}.npy"
-            mm = np.lib.format.open_memmap(path, "w+", np.float32, (n, 512))
-            for s in range(0, n, 100_000):
-                mm[s : s + 100_000] = clustered(min(100_000, n - s), seed=1 + s)
-            mm.flush()
-            del mm
-            res = subprocess.run(
-                [sys.executable, "-c", _CHILD, str(path), f"{tmp}/q.npy", f"{tmp}/ix{n}", kind],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            out = json.loads(res.stdout.strip().splitlines()[-1])
+            write_clustered(path, n, seed=1)
+            out = run_child(path, Path(tmp) / "q.npy", Path(tmp) / f"ix{n}", kind)
             out.update(n=n, embeddings_bytes=n * 512 * 4, kind=kind)
             rows.append(out)
             print(
@@ -221,6 +300,30 @@ def memory_table(ns: list[int], m: int, kind: str) -> list[dict[str, Any]]:
             )
             path.unlink()
     return rows
+
+
+def goal_run(n: int, m: int, folder: Path) -> dict[str, Any]:
+    """The goal: n training x m generated precomputed embeddings written to disk, then valued
+    (auto index, fit + value) in a fresh process; reports peak RssAnon, wall time, recall@10."""
+    folder.mkdir(parents=True, exist_ok=True)
+    x, q, store = folder / "train.npy", folder / "generated.npy", folder / "index"
+    try:
+        t0 = time.perf_counter()
+        write_clustered(x, n, seed=1)
+        write_clustered(q, m, seed=10_000_000)
+        t_write = time.perf_counter() - t0
+        print(f"  wrote {n:,} + {m:,} vectors in {t_write:.0f} s", flush=True)
+        t0 = time.perf_counter()
+        out = run_child(x, q, store, "auto")
+        out["wall_s"] = time.perf_counter() - t0
+        out.update(n=n, m=m, write_s=t_write)
+        out["embeddings_bytes"] = x.stat().st_size + q.stat().st_size
+    finally:
+        for p in (x, q):
+            p.unlink(missing_ok=True)
+        if store.exists():
+            shutil.rmtree(store)
+    return out
 
 
 def ray_table(x: np.ndarray, q: np.ndarray) -> dict[str, Any]:
@@ -259,17 +362,25 @@ def plot(results: dict[str, Any]) -> None:
     ms = [t["m"] for t in tot]
     for key, label in (("sklearn_s", "sklearn brute"), ("exact_faiss_s", "exact faiss"),
                        ("ivfpq_s", "IVF-PQ + re-rank (incl. build)")):  # fmt: skip
-        a.plot(ms, [t[key] for t in tot], "o-", label=label)
+        a.plot(ms, [t[key] for t in tot], "o-", label=f"{label} (from rates)")
+    timed_rows = results.get("measured_totals") or []
+    for key, label, color in (("sklearn_s", "sklearn brute", "C0"),
+                              ("ivfpq_s", "IVF-PQ build + search", "C2")):  # fmt: skip
+        a.plot([t["m"] for t in timed_rows], [t[key] for t in timed_rows], "*", ms=13,
+               color=color, markeredgecolor="k", label=f"{label}, timed")  # fmt: skip
     n = results["search"]["n"]
     a.set(xscale="log", yscale="log", xlabel="generated samples m", ylabel="seconds",
           title=f"build + search, n = {n:,}, d = 512")  # fmt: skip
     a.legend()
-    mem = results["memory"]
+    mem = list(results["memory"])
+    if GOAL_RESULTS.is_file():  # the 1M x 100k goal run, from its own JSON
+        mem.append(json.loads(GOAL_RESULTS.read_text())["goal"])
     b.plot([r["n"] for r in mem], [r["peak_anon_bytes"] / 2**20 for r in mem], "o-",
            label="peak anonymous memory (RssAnon)")  # fmt: skip
-    b.plot([r["n"] for r in mem], [r["embeddings_bytes"] / 2**20 for r in mem], "s--",
+    b.plot([r["n"] for r in mem], [r["n"] * 512 * 4 / 2**20 for r in mem], "s--",
            label="embeddings file (n x d float32)")  # fmt: skip
-    b.set(xlabel="training items n", ylabel="MiB", title="fit + value, auto IVF-PQ, memory-mapped")
+    b.set(xscale="log", yscale="log", xlabel="training items n", ylabel="MiB",
+          title="fit + value, auto IVF-PQ, memory-mapped (1M: m = 100k)")  # fmt: skip
     b.legend()
     fig.tight_layout()
     PLOT.parent.mkdir(parents=True, exist_ok=True)
@@ -282,9 +393,23 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--m", type=int, default=2000)
     ap.add_argument("--memory-ns", default="50000,100000,200000,400000")
+    ap.add_argument("--totals-ms", default="10000,50000", help="m timed end to end")
     ap.add_argument("--no-ray", action="store_true")
+    ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--plot", action="store_true", help="only redraw the plot from the JSON")
+    ap.add_argument("--goal", action="store_true", help="only the 1M x 100k out-of-core run")
+    ap.add_argument("--goal-n", type=int, default=1_000_000)
+    ap.add_argument("--goal-m", type=int, default=100_000)
+    ap.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "gmv-goal")
     args = ap.parse_args()
+    if args.goal:
+        out = {"machine": machine(), "command": " ".join(sys.argv)}
+        out["goal"] = goal_run(args.goal_n, args.goal_m, args.data_dir)
+        print(json.dumps(out["goal"], indent=1), flush=True)
+        GOAL_RESULTS.write_text(json.dumps(out, indent=1))
+        print(f"wrote {GOAL_RESULTS}")
+        return
     if args.plot:
         plot(json.loads(RESULTS.read_text()))
         return
@@ -298,14 +423,17 @@ def main() -> None:
     print(json.dumps(t, indent=1), flush=True)
     results["totals"] = totals(t, [1000, 10_000, 50_000, 100_000])
     print(json.dumps(results["totals"], indent=1), flush=True)
-    ns = [int(v) for v in args.memory_ns.split(",")]
+    if args.totals_ms:
+        results["measured_totals"] = measured_totals(x, [int(v) for v in args.totals_ms.split(",")])
+    ns = [int(v) for v in args.memory_ns.split(",") if v]
     results["memory"] = memory_table(ns, args.m, "auto")
     if not args.no_ray:
         results["ray"] = ray_table(x[:50_000], q)
         print(json.dumps(results["ray"], indent=1), flush=True)
-    RESULTS.write_text(json.dumps(results, indent=1))
-    print(f"wrote {RESULTS}")
-    plot(results)
+    args.results.write_text(json.dumps(results, indent=1))
+    print(f"wrote {args.results}")
+    if not args.no_plot:
+        plot(results)
 
 
 if __name__ == "__main__":

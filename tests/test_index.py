@@ -68,7 +68,7 @@ def test_resolve_params_defaults_and_auto():
     p = ix.resolve_params("auto", "cosine", 5000, 512, 10)
     assert (p.kind, p.factory) == ("exact", "Flat") and "auto" in p.reason
     p = ix.resolve_params("auto", "cosine", 200_000, 512, 10)
-    assert p.kind == "ivfpq" and p.factory == "IVF1789,PQ64x8" and p.nprobe == 224
+    assert p.kind == "ivfpq" and p.factory == "IVF894,PQ64x8" and p.nprobe == 112
     assert p.n_candidates == 100
     p = ix.resolve_params("pq", "cosine", 100, 784, 20)
     assert p.m == 56 and p.nbits == 4 and p.n_candidates == 100

@@ -120,3 +120,50 @@ def test_exact_search_memory_does_not_grow_with_n(tmp_path, monkeypatch):
     assert peaks[1] < 1.2 * peaks[0], f"peak memory grew {peaks[1] / peaks[0]:.2f}x with 4x n"
     brute = ((q[:5, None, :].astype(np.float64) - x[None, :, :]) ** 2).sum(-1)
     np.testing.assert_array_equal(i[:5], np.argsort(brute, axis=1, kind="stable")[:, :10])
+
+
+@pytest.mark.parametrize("metric", ["cosine", "sqeuclidean"])
+def test_float32_shortlist_keeps_the_float64_top_k_and_its_ties(digits_pixels, metric):
+    """Long candidate lists are cut by float32 scores first; the top k must not change."""
+    x, _ = digits_pixels
+    x = np.vstack([x, x[:40]])  # exact duplicates: ties that must go to the lower row
+    xp = ix.prepare(x, metric)
+    qp = ix.prepare(x[:60] + 0.3, metric)
+    rng = np.random.default_rng(0)
+    twin = len(x) - 40
+    cand = np.empty((60, 300), dtype=np.int64)
+    for i in range(60):  # the true match and its duplicate first (the higher row leading)
+        first = [twin + i, i] if i < 40 else [i]
+        rest = rng.permutation(np.setdiff1d(np.arange(len(x)), first))
+        cand[i] = np.concatenate([first, rest])[:300]
+    cand[:5, -3:] = -1  # missing candidates sort last
+    full = ix.top_k(ix.candidate_distances(xp, qp, cand, metric), cand, 10)
+    cut = ix.rerank(xp, qp, cand, 10, metric)
+    np.testing.assert_array_equal(cut[1], full[1])
+    np.testing.assert_array_equal(cut[0], full[0])
+
+
+def test_auto_trains_pq_codebooks_on_a_capped_sample(digits_pixels, monkeypatch):
+    monkeypatch.setattr(ix, "AUTO_EXACT_MAX", 100)
+    x, _ = digits_pixels
+    p = ix.resolve_params("auto", "cosine", len(x), x.shape[1], 5)
+    pq = ix.build(ix.prepare(x, "cosine"), p).pq
+    assert pq.cp.niter == ix.AUTO_PQ_ITERATIONS
+    assert pq.cp.max_points_per_centroid == ix.AUTO_PQ_POINTS_PER_CENTROID
+
+
+def test_queries_in_lists_smaller_than_k_are_searched_exactly():
+    """With nprobe 1 a query near a tiny, isolated cluster sees fewer than k candidates."""
+    rng = np.random.default_rng(0)
+    blob = rng.normal(size=(600, 16)).astype(np.float32)
+    far = 40.0 + rng.normal(size=(3, 16)).astype(np.float32)
+    x = np.vstack([blob, far])
+    q = np.vstack([far[:1] + 0.1, blob[:2] + 0.1])
+    v = Valuator(k=5, index="ivfpq", metric="sqeuclidean", nlist=8, nprobe=1).fit(x)
+    _, cand = v.fitted_.index.search(ix.prepare(q, "sqeuclidean"), 50)
+    assert (cand[0] >= 0).sum() < 5  # the case in point: its one list holds the 3 far items
+    d, i = v.kneighbors(q)
+    d0, i0 = ix.exact_search(ix.prepare(x, "sqeuclidean"), ix.prepare(q, "sqeuclidean"), 5,
+                             "sqeuclidean")  # fmt: skip
+    np.testing.assert_array_equal(i[0], i0[0])
+    np.testing.assert_array_equal(d[0], d0[0])

@@ -168,17 +168,49 @@ def test_append_keeps_the_runs_rerank(folders, tmp_path):
     later.mkdir()
     for i, p in enumerate(sorted(gen.iterdir())):
         (first if i < 6 else later).joinpath(p.name).write_bytes(p.read_bytes())
-    for method, ok in (("none", True), ("sscd-distilled", False)):
-        out = tmp_path / method
-        base = ["value", "--generated"]
-        res = runner.invoke(app, [*base, str(first), "--train", str(train), "--out", str(out),
-                                  "--embedder", "pixels", "--k", "3", "--index", "exact",
-                                  "--rerank", method, "--quiet"])  # fmt: skip
+    for method in ("none", "sscd-distilled"):
+        out, whole = tmp_path / method, tmp_path / f"{method}-whole"
+        opts = ["--train", str(train), "--embedder", "pixels", "--k", "3", "--index", "exact",
+                "--rerank", method, "--quiet"]  # fmt: skip
+        res = runner.invoke(app, ["value", "--generated", str(first), "--out", str(out), *opts])
         assert res.exit_code == 0, res.output
-        res = runner.invoke(app, [*base, str(later), "--append", str(out), "--quiet"])
-        if ok:
-            assert res.exit_code == 0, res.output
-            att = pd.read_parquet(out / "attributions.parquet")
-            assert att["generated_id"].nunique() == len(_NAMES)
-        else:
-            assert res.exit_code == 2 and "appending a batch to it is not supported" in res.output
+        res = runner.invoke(app, ["value", "--generated", str(later), "--append", str(out),
+                                  "--quiet"])  # fmt: skip
+        assert res.exit_code == 0, res.output
+        # the appended run equals one run over all generated samples
+        res = runner.invoke(app, ["value", "--generated", str(gen), "--out", str(whole), *opts])
+        assert res.exit_code == 0, res.output
+        cols = ["generated_id", "rank", "train_id", "distance", "credit"]
+        a, b = (pd.read_parquet(r / "attributions.parquet")[cols]
+                .sort_values(["generated_id", "rank"]).reset_index(drop=True)
+                for r in (out, whole))  # fmt: skip
+        assert a["generated_id"].nunique() == len(_NAMES)
+        pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9, atol=1e-12)
+
+
+def test_lpips_rerank_from_weights_files_written_here(folders, tmp_path, monkeypatch):
+    """The LPIPS re-rank end to end, with a random backbone and linear layers written here (the
+    real ones cannot be downloaded here): its distances are the ones that enter the formula."""
+    pytest.importorskip("torch")
+    from gmvaluator.perceptual import LpipsDistance
+    from gmvaluator.sources import load_source
+    from test_perceptual import write_weights
+
+    backbone, linear = write_weights(tmp_path)
+    monkeypatch.setenv("GMVALUATOR_LPIPS_WEIGHTS", str(backbone))
+    monkeypatch.setenv("GMVALUATOR_LPIPS_LINEAR", str(linear))
+    train, gen = folders
+    cfg = ValueConfig(embedder="pixels", index="exact", k=3, rerank="lpips", n_candidates=6)
+    out = run_value(str(train), str(gen), tmp_path / "run", cfg, progress=False).result
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["rerank"]["method"] == "lpips" and record["rerank"]["n_candidates"] == 6
+    assert "LPIPS" in record["distance"]
+    d = out.distances
+    assert (np.diff(d, axis=1) >= 0).all() and (d > 0).all()
+    np.testing.assert_allclose(out.credits.sum(axis=1), 1.0)
+    # the distance of generated sample 0 to its first match is LPIPS itself
+    tr, ge = load_source(str(train)), load_source(str(gen))
+    j = int(np.flatnonzero(ge.ids == out.generated_ids[0])[0])
+    i = int(np.flatnonzero(tr.ids == out.train_ids[out.indices[0, 0]])[0])
+    again = LpipsDistance().distances(ge.items[j], [tr.items[i]])[0]
+    np.testing.assert_allclose(d[0, 0], again, rtol=1e-5)

@@ -36,7 +36,9 @@ class AccountingOptions:
     ``contributors``: CSV of ``id,contributor`` overriding the source's contributor column.
     ``opt_out``: ``flag`` or ``exclude``. ``near_copy_quantile``: quantile of the training set's
     own nearest-neighbour distances used as the near-copy threshold; ``near_copy_embedder``:
-    ``run`` (the run's embedding space) or a copy-detection embedder such as ``sscd``.
+    ``auto`` (SSCD descriptors of the matched images when SSCD is installed, else the run's
+    space), ``run`` (the run's embedding space) or a copy-detection embedder such as ``sscd``
+    whose descriptors then cover every training item (see ``gmvaluator.nearcopy``).
     ``ledger``: ``run`` (``RUN/ledger.sqlite``), ``none``, a file path or a ``postgresql://`` URL.
     """
 
@@ -44,7 +46,10 @@ class AccountingOptions:
     opt_out: str = "flag"
     near_copy_quantile: float = nearcopy.DEFAULT_QUANTILE
     ledger: str = LEDGER_IN_RUN
-    near_copy_embedder: str = nearcopy.RUN_SPACE
+    near_copy_embedder: str = nearcopy.AUTO
+
+    def __post_init__(self) -> None:
+        nearcopy.check_space(self.near_copy_embedder)
 
     def settings(self) -> dict[str, Any]:
         """The keys that change the numbers, recorded in ``config.json``."""
@@ -77,7 +82,14 @@ class RunAccounting:
         near_copy: dict[str, Any] | None = None,
         train: Dataset | None = None,
         train_sha256: str | None = None,
+        train_spec: str | None = None,
+        cache_root: Path | None = None,
+        space: nearcopy.CopySpace | None = None,
     ) -> None:
+        """``train`` (or ``train_spec``, loaded when first needed) gives the training items
+        that near-copy descriptors are computed from; ``cache_root`` is the shared embedding
+        cache they are kept in; ``space`` is the near-copy space when the run already chose
+        one (an appended batch)."""
         self.opts = opts
         self.rights = rights
         self.run_id = run_id
@@ -85,11 +97,20 @@ class RunAccounting:
         self.near_copy = near_copy
         self.train = train
         self.train_sha256 = train_sha256
+        self.train_spec = train_spec
+        self.cache_root = cache_root
+        self.space = space
+        self._describe: nearcopy.RowDescriptors | None = None
         self.ledger_info: dict[str, Any] = {"target": None, "rows_added": 0}
 
     @classmethod
     def start(
-        cls, opts: AccountingOptions, train: Dataset, settings: dict[str, Any], train_sha256: str
+        cls,
+        opts: AccountingOptions,
+        train: Dataset,
+        settings: dict[str, Any],
+        train_sha256: str,
+        cache_root: Path | None = None,
     ) -> RunAccounting:
         from gmvaluator.ledger.records import run_id_of, settings_hash
 
@@ -101,6 +122,7 @@ class RunAccounting:
             settings_sha256=settings_hash(settings),
             train=train,
             train_sha256=train_sha256,
+            cache_root=cache_root,
         )
 
     # -- before valuing -------------------------------------------------------------------
@@ -133,34 +155,75 @@ class RunAccounting:
         In the run's own space the flags compare exact embedding distances with the threshold,
         also when d_ij came from another re-rank (``none``, ``sscd``): one scale for both.
         """
-        space = self.opts.near_copy_embedder
+        space = self.copy_space(generated)
         run_distances = None
         method = (result.config.get("rerank") or {}).get("method", "exact")
-        if space == nearcopy.RUN_SPACE and method != "exact" and generated_vectors is not None:
+        if space.mode == "run" and method != "exact" and generated_vectors is not None:
             run_distances = nearcopy.run_space_distances(
                 valuator, generated_vectors, result.indices
             )
         result = self.rights.expand(result)
         seed = int(valuator.random_state)
         quantile = self.opts.near_copy_quantile
-        if space == nearcopy.RUN_SPACE:
+        if space.mode == "run":
             if self.near_copy is None:
                 self.near_copy = nearcopy.calibrate(valuator, quantile, seed=seed)
             distances = result.distances if run_distances is None else run_distances
         else:
+            assert space.embedder is not None
             if generated is None:
-                raise InputError(f"near-copy flags in the {space} space need the generated items.")
-            train = self._train_descriptors(space, run_dir)
-            if self.near_copy is None:
-                keep = self.rights.keep
-                kept = train if keep is None else train[keep]
-                self.near_copy = nearcopy.calibrate_descriptors(
-                    kept, quantile, seed=seed, space=space
+                raise InputError(
+                    f"near-copy flags in the {space.embedder} space need the generated items."
                 )
-            gen = nearcopy.descriptors(generated, space, None, "generated")
-            distances = nearcopy.pair_distances(gen, train, result.indices)
+            gen = nearcopy.descriptors(generated, space.embedder, None, "generated")
+            keep = self.rights.keep
+            if space.mode == "all":
+                train = self._train_descriptors(space.embedder, run_dir)
+                if self.near_copy is None:
+                    kept = train if keep is None else train[keep]
+                    self.near_copy = nearcopy.calibrate_descriptors(
+                        kept, quantile, seed=seed, space=space.embedder
+                    )
+                distances = nearcopy.pair_distances(gen, train, result.indices)
+            else:
+                describe = self._describer(space.embedder)
+                if self.near_copy is None:
+                    self.near_copy = nearcopy.calibrate_matched(
+                        valuator, describe, keep, quantile, seed=seed, space=space.embedder
+                    )
+                distances = nearcopy.matched_distances(gen, describe, result.indices)
+        self.near_copy = {**self.near_copy, **space.describe()}
         flags = nearcopy.flag(distances, self.near_copy.get("threshold"))
         return dataclasses.replace(result, near_copy=flags)
+
+    def copy_space(self, generated: Dataset | None) -> nearcopy.CopySpace:
+        """The near-copy space of this run, chosen on first use (``near_copy_embedder``)."""
+        if self.space is None:
+            sets = [ds for ds in (self.train, generated) if ds is not None]
+            sides = [nearcopy.smallest_side(ds) for ds in sets]
+            side = min((x for x in sides if x is not None), default=None)
+            kinds = tuple(ds.kind for ds in sets)
+            self.space = nearcopy.choose_space(self.opts.near_copy_embedder, kinds, side)
+        return self.space
+
+    def _describer(self, name: str) -> nearcopy.RowDescriptors:
+        """Descriptors of training rows on demand, through the shared embedding cache."""
+        if self._describe is None:
+            from gmvaluator.embed import get_embedder
+            from gmvaluator.embed.cache import open_cache
+
+            embedder = get_embedder(name)
+            cache = open_cache(self.cache_root, embedder)
+            self._describe = nearcopy.RowDescriptors(self.training_items(), embedder, cache)
+        return self._describe
+
+    def training_items(self) -> Dataset:
+        """The run's training source, loaded from ``train_spec`` when not given."""
+        if self.train is None:
+            if self.train_spec is None:
+                raise InputError("near-copy flags on matched items need the training items.")
+            self.train = load_training_items(self.train_spec, self.rights.ids)
+        return self.train
 
     def _train_descriptors(self, space: str, run_dir: Path | None) -> np.ndarray:
         if self.train is not None:
@@ -222,12 +285,27 @@ class RunAccounting:
             "rights": self.rights.describe(),
             "near_copy": {
                 **(self.near_copy or {}),
+                "descriptors_embedded": 0 if self._describe is None else self._describe.embedded,
                 "n_generated_flagged": len(flagged),
                 "n_matches_flagged": int(flags.sum()),
                 "flagged_generated_ids": [str(g) for g in flagged[:100]],
             },
             "ledger": self.ledger_info,
         }
+
+
+def load_training_items(spec: str, ids: np.ndarray) -> Dataset:
+    """A finished run's training source ``spec`` again, checked to hold the items ``ids``."""
+    from gmvaluator.sources import load_source
+
+    ds = load_source(spec)
+    if not np.array_equal(np.asarray(ds.ids).astype(str), np.asarray(ids).astype(str)):
+        raise InputError(
+            f"the training source {spec} no longer holds the items the run was valued on (its "
+            "ids differ), and copy-detection descriptors are computed from those items. "
+            "Restore the source, or value all batches again with gmvaluator value."
+        )
+    return ds
 
 
 def index_version(valuator: Valuator) -> str:

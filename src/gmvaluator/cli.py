@@ -71,8 +71,13 @@ def value(
         float, typer.Option(help="Near-copy threshold: this quantile of train NN distances.")
     ] = 0.01,
     near_copy_embedder: Annotated[
-        str, typer.Option(help="Near-copy space: run (the run's embeddings), sscd, sscd-distilled.")
-    ] = "run",
+        str,
+        typer.Option(
+            help="Near-copy space: auto (SSCD descriptors of the matched images when SSCD is "
+            "installed, else run), run (the run's embeddings), or sscd / sscd-distilled on "
+            "every training item."
+        ),
+    ] = "auto",
     ledger: Annotated[
         str | None,
         typer.Option(help="Ledger: a file, postgresql:// URL or none [RUN/ledger.sqlite]."),
@@ -107,6 +112,9 @@ def value(
     ] = None,
     text_column: Annotated[str | None, typer.Option(help="Text column of Parquet/JSONL.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Embedding batch size [64].")] = None,
+    embedding_dtype: Annotated[
+        str | None, typer.Option(help="Stored embeddings: float32 or float16 [float32].")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed [0].")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML file of settings.")] = None,
     on_error: Annotated[
@@ -156,6 +164,7 @@ def value(
         n_candidates=n_candidates,
         text_column=text_column,
         batch_size=batch_size,
+        embedding_dtype=embedding_dtype,
         seed=seed,
         rerank=rerank,
         quality_norm=quality_norm,

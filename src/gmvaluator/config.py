@@ -37,6 +37,8 @@ class ValueConfig:
     seed: int = 0
     text_column: str | None = None
     shard_size: int = 4096
+    #: How embedding shards are stored: float32, or float16 for half the disk and page cache.
+    embedding_dtype: str = "float32"
     rerank: str = "exact"
     quality_norm: str = "raw"
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gmvaluator import nearcopy
 from gmvaluator._io import read_json, write_json
 from gmvaluator.accounting import (
     LEDGER_IN_RUN,
@@ -46,6 +47,9 @@ _CALIBRATION_KEYS = (
     "search",
     "threshold",
     "train_nn_median",
+    "neighbours",
+    "descriptors",
+    "space_reason",
 )
 _RUN_FILES = ("config.json", "run.json", "values.parquet", "attributions.parquet")
 
@@ -123,7 +127,7 @@ def append_run(
         contributors=settings.get("contributors"),
         opt_out=settings.get("opt_out", "flag"),
         near_copy_quantile=settings.get("near_copy_quantile", 0.01),
-        near_copy_embedder=settings.get("near_copy_embedder", "run"),
+        near_copy_embedder=settings.get("near_copy_embedder", nearcopy.RUN_SPACE),
         ledger=ledger or _recorded_ledger(record, run),
     )
     values_df = pd.read_parquet(run / "values.parquet")
@@ -136,6 +140,9 @@ def append_run(
         run_id=record.get("run_id", "run-unknown"),
         settings_sha256=record.get("settings_sha256", ""),
         near_copy=calibration or None,
+        train_spec=settings.get("train"),
+        cache_root=nearcopy.cache_root_of(record),
+        space=nearcopy.recorded_space(record.get("near_copy") or {}, opts.near_copy_embedder),
     )
     acct.ledger_info = dict(record.get("ledger") or acct.ledger_info)
     q = None
@@ -146,9 +153,13 @@ def append_run(
         q = quality_scores(quality, generated.dataset, cfg.quality_norm, progress=progress)
     batch = valuator.value(generated.vectors, quality=q, ids=generated.dataset.ids)
     if cfg.rerank != "exact":
+        from gmvaluator.pipeline import Embedded
         from gmvaluator.rerank import rerank_result
 
-        batch = rerank_result(batch, valuator, None, generated, cfg.rerank,
+        train = None  # the perceptual re-ranks read the candidates' training items
+        if cfg.rerank != "none":
+            train = Embedded(acct.training_items(), np.empty((0, 0), np.float32), "", 0.0, True)
+        batch = rerank_result(batch, valuator, train, generated, cfg.rerank,
                               n_candidates=cfg.n_candidates)  # fmt: skip
     batch = acct.apply(batch, valuator, generated.dataset, run, generated_vectors=generated.vectors)
     result = combine(old, batch)

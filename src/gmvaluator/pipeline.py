@@ -109,6 +109,7 @@ def embed_stage(
             metric=cfg.metric,
             progress=progress,
             cache=store,
+            dtype=cfg.embedding_dtype,
         )
     if len(emb.kept) < len(ds):
         ds = ds.take(emb.kept)
@@ -231,7 +232,8 @@ def run_value(
         if run is not None and skips.mode == "skip":
             write_skipped(run / "skipped.csv", skips)
         check_same_dim(train.vectors.shape[1], generated.vectors.shape[1])
-        acct = RunAccounting.start(opts, train.dataset, settings, train.source_hash)
+        acct = RunAccounting.start(opts, train.dataset, settings, train.source_hash,
+                                   cache_root=None if cache is None else Path(cache))  # fmt: skip
         valuator, t_index = index_stage(acct.index_view(train), cfg, run)
         q = None
         if quality is not None:

@@ -9,7 +9,8 @@ and keeps the k nearest as P_j. Methods:
     sscd            1 - cosine of SSCD copy-detection descriptors (``sscd-distilled``: of the
                     distilled model), computed only for the generated samples and the training
                     items among their candidates; needs image sources
-    lpips, dreamsim perceptual distances from local weights files (see ``perceptual_model``)
+    lpips, dreamsim perceptual distances from local weights files (``gmvaluator.perceptual``:
+                    LPIPS in plain torch, DreamSim through its package)
 
 ``rerank_result`` returns the result with the new matches, distances, credits and values, and
 records the method in ``config["rerank"]`` and the distance in ``config["distance"]``.
@@ -34,7 +35,7 @@ WEIGHTS_ENV = {"lpips": "GMVALUATOR_LPIPS_WEIGHTS", "dreamsim": "GMVALUATOR_DREA
 _DISTANCE_DOC = {
     "sscd": "1 - cosine similarity of SSCD descriptors (sscd_disc_mixup, int8 ONNX)",
     "sscd-distilled": "1 - cosine similarity of distilled SSCD descriptors (ONNX)",
-    "lpips": "LPIPS perceptual distance",
+    "lpips": "LPIPS v0.1 perceptual distance (AlexNet backbone, images at 224 x 224)",
     "dreamsim": "DreamSim perceptual distance",
 }
 
@@ -46,8 +47,15 @@ def check_rerank(method: str) -> None:
         from gmvaluator.embed import get_embedder
 
         get_embedder(method)
-    elif method in WEIGHTS_ENV:
+    elif method == "lpips":
+        from gmvaluator.perceptual import LpipsDistance
+
+        LpipsDistance()
+    elif method == "dreamsim":
         perceptual_weights(method)
+        from gmvaluator.embed._deps import require
+
+        require("dreamsim", "dreamsim", "--rerank dreamsim")
 
 
 def default_candidates(k: int, n_train: int) -> int:
@@ -72,33 +80,17 @@ def rerank_result(
     are only read by the perceptual methods, for the candidates alone.
     """
     check_rerank(method)
-    k = valuator.k
     info: dict[str, Any] = {"method": method}
     if method == "exact":
         info["n_candidates"] = valuator.index_params_.n_candidates
         return _with_config(result, info, result.config.get("distance"))
+    dist, rows, info["n_candidates"] = rerank_matches(
+        valuator, train, generated, method, n_candidates=n_candidates, batch_size=batch_size,
+        progress=progress,
+    )  # fmt: skip
+    doc = _DISTANCE_DOC.get(method)
     if method == "none":
-        dist, rows = valuator.candidates(generated.vectors, k, exact=False)
-        info["n_candidates"] = k
         doc = f"recall index distance ({result.config.get('distance')}; approximate for PQ)"
-    else:
-        if train is None:
-            raise InputError(
-                f"this run re-ranks with {method}, which needs the training items; appending a "
-                "batch to it is not supported. Value all batches together with gmvaluator value."
-            )
-        kp = n_candidates or default_candidates(k, valuator.n_train_)
-        _, cand = valuator.candidates(generated.vectors, kp, exact=True)
-        full = _perceptual(method, train, generated, valuator.train_ids_, cand, batch_size,
-                           progress)  # fmt: skip
-        dist, rows = _keep_best(full, cand, k)
-        info["n_candidates"] = int(cand.shape[1])
-        doc = _DISTANCE_DOC[method]
-    if not np.isfinite(dist).all():
-        raise InputError(
-            f"the index returned fewer than k={k} candidates for some generated samples. "
-            "Lower --k, raise --n-candidates or --nprobe, or use --index exact."
-        )
     credit = softmax_credit(dist, valuator.temperature, result.quality)
     n = len(result.train_ids)
     values = np.bincount(rows.ravel(), weights=credit.ravel(), minlength=n)
@@ -107,6 +99,47 @@ def rerank_result(
         result, distances=dist, indices=rows, credits=credit, values=values, n_matches=counts
     )
     return _with_config(out, info, doc)
+
+
+def rerank_matches(
+    valuator: Valuator,
+    train: Any,
+    generated: Any,
+    method: str,
+    *,
+    n_candidates: int | None = None,
+    batch_size: int = 64,
+    progress: bool = False,
+    describe: Any = None,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The k matches of each generated sample by ``method`` (not ``exact``, which the valuator
+    does itself): (m, k) distances, (m, k) training rows and the K' candidates compared.
+
+    ``describe(rows)``, when given, supplies the SSCD descriptors of training source rows
+    (e.g. a ``nearcopy.RowDescriptors`` that keeps them between calls).
+    """
+    k = valuator.k
+    if method == "none":
+        dist, rows = valuator.candidates(generated.vectors, k, exact=False)
+        kp = k
+    else:
+        if train is None:
+            raise InputError(
+                f"--rerank {method} reads the candidates' training items; pass the embedded "
+                "training source as train."
+            )
+        kp = n_candidates or default_candidates(k, valuator.n_train_)
+        _, cand = valuator.candidates(generated.vectors, kp, exact=True)
+        full = _perceptual(method, train, generated, valuator.train_ids_, cand, batch_size,
+                           progress, describe)  # fmt: skip
+        dist, rows = _keep_best(full, cand, k)
+        kp = int(cand.shape[1])
+    if not np.isfinite(dist).all():
+        raise InputError(
+            f"the index returned fewer than k={k} candidates for some generated samples. "
+            "Lower --k, raise --n-candidates or --nprobe, or use --index exact."
+        )
+    return dist, rows, kp
 
 
 def _with_config(result: ValuationResult, info: dict[str, Any], doc: Any) -> ValuationResult:
@@ -130,6 +163,7 @@ def _perceptual(
     cand: np.ndarray,
     batch_size: int,
     progress: bool,
+    describe: Any = None,
 ) -> np.ndarray:
     """(m, K') distances of each generated sample to its candidates by ``method``."""
     for role, emb in (("training", train), ("generated", generated)):
@@ -149,7 +183,11 @@ def _perceptual(
         embedder = get_embedder(method)
         g = _embed(embedder, generated.dataset.items, np.arange(len(generated.dataset)),
                    batch_size, progress, "generated")  # fmt: skip
-        t = _embed(embedder, train.dataset.items, source_rows, batch_size, progress, "training")
+        if describe is not None:
+            t = describe(source_rows)
+        else:
+            t = _embed(embedder, train.dataset.items, source_rows, batch_size, progress,
+                       "training")  # fmt: skip
         at = np.searchsorted(rows, np.where(valid, cand, rows[0]))
         sim = np.einsum("md,mkd->mk", g.astype(np.float64), t[at].astype(np.float64))
         return np.where(valid, np.clip(1.0 - sim, 0.0, 2.0), np.inf)
@@ -173,7 +211,8 @@ def _embed(
 
 
 def perceptual_weights(method: str) -> Path:
-    """The local weights of ``lpips`` / ``dreamsim``, from their environment variable."""
+    """The local DreamSim weights folder, from its environment variable (LPIPS finds its own
+    files: see ``gmvaluator.perceptual``)."""
     env = WEIGHTS_ENV[method]
     path = os.environ.get(env)
     if not path or not Path(path).exists():
@@ -194,50 +233,24 @@ def _perceptual_pairs(
     source_rows: np.ndarray,
     cand: np.ndarray,
 ) -> np.ndarray:
-    """LPIPS / DreamSim distances pair by pair (both libraries compare two images at once)."""
-    model, prep = perceptual_model(method)
+    """LPIPS / DreamSim distances of each generated image to its candidates."""
+    distances = perceptual_model(method)
     position = dict(zip(rows.tolist(), source_rows.tolist(), strict=True))
     out = np.full(cand.shape, np.inf)
     for j in range(cand.shape[0]):
-        g = prep(generated.dataset.items[j])
-        for c in range(cand.shape[1]):
-            if cand[j, c] >= 0:
-                t = prep(train.dataset.items[position[int(cand[j, c])]])
-                out[j, c] = float(model(g, t))
+        valid = np.flatnonzero(cand[j] >= 0)
+        others = [train.dataset.items[position[int(c)]] for c in cand[j, valid]]
+        out[j, valid] = distances(generated.dataset.items[j], others)
     return out
 
 
-def perceptual_model(method: str) -> tuple[Any, Any]:
-    """(distance function of two prepared images, preparation of one PIL image)."""
-    weights = perceptual_weights(method)
-    import torch
-
+def perceptual_model(method: str) -> Any:
+    """A function (image, list of images) -> their distances to the image, by ``method``."""
     if method == "lpips":
-        from gmvaluator.embed._deps import require
+        from gmvaluator.perceptual import LpipsDistance
 
-        require("lpips", "lpips", "--rerank lpips")
-        import lpips
+        return LpipsDistance().distances
+    from gmvaluator.perceptual import dreamsim_distance
 
-        net = lpips.LPIPS(net="alex", model_path=str(weights), verbose=False).eval()
-
-        def prep_lpips(im: Any) -> Any:
-            a = np.asarray(im.convert("RGB").resize((224, 224)), dtype=np.float32) / 127.5 - 1
-            return torch.from_numpy(a).permute(2, 0, 1)[None]
-
-        def dist_lpips(a: Any, b: Any) -> float:
-            with torch.inference_mode():
-                return float(net(a, b).item())
-
-        return dist_lpips, prep_lpips
-    from gmvaluator.embed._deps import require
-
-    require("dreamsim", "dreamsim", "--rerank dreamsim")
-    from dreamsim import dreamsim
-
-    model, preprocess = dreamsim(pretrained=True, cache_dir=str(weights), device="cpu")
-
-    def dist_dreamsim(a: Any, b: Any) -> float:
-        with torch.inference_mode():
-            return float(model(a, b).item())
-
-    return dist_dreamsim, lambda im: preprocess(im.convert("RGB"))
+    dist = dreamsim_distance(perceptual_weights(method))
+    return lambda x, ys: np.array([dist(x, y) for y in ys], dtype=np.float64)

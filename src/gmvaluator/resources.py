@@ -8,10 +8,13 @@ from pathlib import Path
 
 from gmvaluator.errors import InputError
 
-#: Bytes per embedding value kept on disk: the shards plus the index's own copy (float32 each).
-DISK_FACTOR = 2 * 4
-#: Bytes per embedding value held in memory at once: the vectors, the index copy and slack.
-MEMORY_FACTOR = 3 * 4
+#: Bytes per embedding value of the index's own copy on disk (float32), beside the shards.
+INDEX_BYTES = 4
+#: Bytes per embedding value that must fit in memory: an exact index's float32 copy, the most
+#: an index holds. The embeddings themselves are memory-mapped: the system pages them in and
+#: out, so they need no room of their own (1,000,000 x 512 float32 valued with an IVF-PQ index
+#: peaked at 904 MiB of anonymous memory, bench/results/scale_goal.json).
+MEMORY_FACTOR = 4
 
 
 def available_memory() -> int | None:
@@ -26,12 +29,13 @@ def available_memory() -> int | None:
     return None
 
 
-def check_resources(n: int, dim: int, folder: Path) -> None:
-    """Raise when n x dim embeddings clearly cannot fit on the disk under ``folder`` or in RAM."""
+def check_resources(n: int, dim: int, folder: Path, itemsize: int = 4) -> None:
+    """Raise when n x dim embeddings stored with ``itemsize`` bytes a value clearly cannot fit
+    on the disk under ``folder``, or their index in memory."""
     values = n * dim
     folder.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(folder).free
-    need = values * DISK_FACTOR
+    need = values * (itemsize + INDEX_BYTES)
     if need > free:
         raise InputError(
             f"valuing {n:,} items of dimension {dim} needs about {_gb(need)} on disk under "

@@ -1,8 +1,10 @@
 """The attribution service: one generated sample in, its contributors and credits out.
 
 ``Attributor`` loads a finished run once (the fitted valuator, the embedder that embedded the
-training set, contributors, licences, the opt-out policy and the near-copy threshold) and
-answers lookups in process. ``create_app`` puts it behind an HTTP API (FastAPI):
+training set, contributors, licences, the opt-out policy, the near-copy space and threshold, and
+the re-rank) and answers lookups in process, finding each sample's matches as the run did: a
+run re-ranked by SSCD or a perceptual distance reads its candidates from the training source
+again (descriptors are kept between requests). ``create_app`` puts it behind an HTTP API (FastAPI):
 
     GET  /health              the run it serves
     POST /attribute/image     multipart upload, field ``file`` (and optional ``id``, ``quality``,
@@ -41,6 +43,7 @@ from gmvaluator.accounting import (
     embedder_of,
     embedder_version,
     index_version,
+    load_training_items,
     rights_from_values,
 )
 from gmvaluator.contributors import TrainingRights
@@ -69,10 +72,17 @@ class Attributor:
         settings_sha256: str = "",
         embedder_version: str | None = None,
         ledger_target: str | Path | None = None,
-        copy_space: tuple[Any, np.ndarray] | None = None,
+        copy_space: tuple[Any, Any] | None = None,
+        rerank: str = "exact",
+        n_candidates: int | None = None,
+        train_items: Any = None,
     ) -> None:
+        """``rerank`` and ``n_candidates`` are the run's; the re-ranks that compare images
+        (``sscd``, ``lpips``, ...) read the candidates from ``train_items``, the training
+        source."""
         self.valuator = valuator
-        # (embedder, training descriptors) when near copies are judged in a space of their own
+        # (embedder, descriptors of training rows: rows -> (len, dim)) when near copies are
+        # judged in a copy-detection space
         self.copy_space = copy_space
         self.rights = rights
         keep = rights.keep
@@ -86,6 +96,12 @@ class Attributor:
         self.index_version = index_version(valuator)
         self.embedder_version = embedder_version
         self.ledger_target = ledger_target
+        self.rerank = rerank
+        self.n_candidates = n_candidates
+        self.train_items = train_items
+        self._describe: Any = None
+        if copy_space is not None and rerank == getattr(copy_space[0], "name", None):
+            self._describe = copy_space[1]  # the same descriptors serve both
         self._ledger: Any = None
         self._ledger_lock = threading.Lock()
 
@@ -103,15 +119,15 @@ class Attributor:
         settings = read_json(run / "config.json")
         record = read_json(run / "run.json")
         values = pd.read_parquet(run / "values.parquet")
-        space = settings.get("near_copy_embedder", nearcopy.RUN_SPACE)
-        copy_space = None
-        if space != nearcopy.RUN_SPACE:
-            from gmvaluator.embed import get_embedder
-
-            copy_space = (get_embedder(space), nearcopy.cached_train_descriptors(run))
+        rights = rights_from_values(values, settings.get("opt_out", "flag"))
+        copy_space = _copy_space(run, settings, record, rights.ids)
+        rerank = settings.get("rerank", "exact")
+        train_items = None
+        if rerank not in ("exact", "none"):
+            train_items = load_training_items(settings["train"], rights.ids)
         return cls(
             Valuator.load(run / "index", mmap=False),
-            rights_from_values(values, settings.get("opt_out", "flag")),
+            rights,
             load_embedder(embedder_of(run, "train"), settings.get("embedder")),
             threshold=(record.get("near_copy") or {}).get("threshold"),
             run_id=record.get("run_id", "run-unknown"),
@@ -119,6 +135,9 @@ class Attributor:
             embedder_version=embedder_version(run),
             ledger_target=_ledger_target(run, ledger),
             copy_space=copy_space,
+            rerank=rerank,
+            n_candidates=settings.get("n_candidates"),
+            train_items=train_items,
         )
 
     # -- lookups ------------------------------------------------------------------------------
@@ -128,7 +147,8 @@ class Attributor:
         self._expect("image")
         image = open_image(io.BytesIO(data), kw.get("generated_id") or "upload")
         vec = np.asarray(self.embedder.embed_batch([image]), dtype=np.float32)
-        return self.attribute_vector(vec, content=data, descriptor=self._describe(image), **kw)
+        return self.attribute_vector(vec, content=data, descriptor=self._copy_descriptor(image),
+                                     item=image, **kw)  # fmt: skip
 
     def attribute_text(self, text: str, **kw: Any) -> dict[str, Any]:
         self._expect("text")
@@ -136,7 +156,8 @@ class Attributor:
             raise InputError("text is empty. Send the generated text to attribute.")
         vec = np.asarray(self.embedder.embed_batch([text]), dtype=np.float32)
         content = text.encode("utf-8", "surrogatepass")
-        return self.attribute_vector(vec, content=content, descriptor=self._describe(text), **kw)
+        return self.attribute_vector(vec, content=content, descriptor=self._copy_descriptor(text),
+                                     item=text, **kw)  # fmt: skip
 
     def attribute_embedding(self, embedding: list[float], **kw: Any) -> dict[str, Any]:
         self._expect("embedding")
@@ -152,10 +173,12 @@ class Attributor:
         quality: float = 1.0,
         record: bool = False,
         descriptor: np.ndarray | None = None,
+        item: Any = None,
     ) -> dict[str, Any]:
         """Top-k matches of one embedded sample, their credits and their contributors.
 
-        ``descriptor`` is the sample in the run's near-copy space, when it has one of its own.
+        ``descriptor`` is the sample in the run's near-copy space, when it has one of its own;
+        ``item`` the sample itself, which the run's re-rank may compare with the candidates.
         """
         if not (np.isfinite(quality) and quality >= 0):
             raise InputError(f"quality is {quality}; it must be a finite number >= 0.")
@@ -163,12 +186,12 @@ class Attributor:
             raise InputError("the sample embeds to non-finite values; it cannot be matched.")
         sha = hashlib.sha256(content).hexdigest()
         gid = generated_id or f"sha256:{sha[:16]}"
-        dist, rows = self.valuator.kneighbors(vec)
+        dist, rows = self._matches(vec, item, gid)
         credit = softmax_credit(dist, self.valuator.temperature, np.array([quality]))[0]
         full = self.rows[rows[0]]
         copy_dist = dist[0]
         if self.copy_space is not None and descriptor is not None:
-            copy_dist = nearcopy.pair_distances(descriptor, self.copy_space[1], full[None])[0]
+            copy_dist = nearcopy.matched_distances(descriptor, self.copy_space[1], full[None])[0]
         near = nearcopy.flag(copy_dist, self.threshold)
         r = self.rights
         matches = [
@@ -199,10 +222,39 @@ class Attributor:
             out["recorded"] = self._record(out)
         return out
 
-    def _describe(self, item: Any) -> np.ndarray | None:
+    def _copy_descriptor(self, item: Any) -> np.ndarray | None:
         if self.copy_space is None:
             return None
         return np.asarray(self.copy_space[0].embed_batch([item]), dtype=np.float32)
+
+    def _matches(self, vec: np.ndarray, item: Any, gid: str) -> tuple[np.ndarray, np.ndarray]:
+        """The sample's k matches as the run found them: by its re-rank."""
+        if self.rerank == "exact":
+            return self.valuator.kneighbors(vec)
+        from gmvaluator.pipeline import Embedded
+        from gmvaluator.rerank import rerank_matches
+        from gmvaluator.sources import Dataset
+
+        if self.rerank != "none" and item is None:
+            raise KindError(
+                f"this run re-ranks with {self.rerank}, which compares the items themselves; "
+                f"POST the {self.kind} to /attribute/{self.kind}."
+            )
+        ds = Dataset(name="request", kind=self.embedder.kind, ids=np.array([gid]), items=[item])
+        sample = Embedded(ds, vec, "", 0.0, False)
+        train = None
+        if self.train_items is not None:
+            train = Embedded(self.train_items, np.empty((0, 0), np.float32), "", 0.0, True)
+        if self.rerank in ("sscd", "sscd-distilled") and self._describe is None:
+            from gmvaluator.embed import get_embedder
+            from gmvaluator.nearcopy import RowDescriptors
+
+            self._describe = RowDescriptors(self.train_items, get_embedder(self.rerank))
+        dist, rows, _ = rerank_matches(
+            self.valuator, train, sample, self.rerank, n_candidates=self.n_candidates,
+            describe=self._describe,
+        )  # fmt: skip
+        return dist, rows
 
     # -- helpers ------------------------------------------------------------------------------
     def _expect(self, kind: str) -> None:
@@ -259,6 +311,28 @@ def load_embedder(fingerprint: dict[str, Any] | None, name: str | None) -> Any:
     accepted = inspect.signature(type(probe)).parameters
     options = {k: v for k, v in fingerprint.get("settings", {}).items() if k in accepted}
     return get_embedder(fingerprint["name"], **options)
+
+
+def _copy_space(
+    run: Path, settings: dict[str, Any], record: dict[str, Any], ids: np.ndarray
+) -> tuple[Any, Any] | None:
+    """The copy-detection embedder of a run and a lookup of its training rows' descriptors
+    (cached ones, or computed from the training source on demand); None in the run's space."""
+    space = nearcopy.recorded_space(
+        record.get("near_copy") or {}, settings.get("near_copy_embedder", nearcopy.RUN_SPACE)
+    )
+    if space.mode == "run" or space.embedder is None:
+        return None
+    from gmvaluator.embed import get_embedder
+    from gmvaluator.embed.cache import open_cache
+
+    embedder = get_embedder(space.embedder)
+    if space.mode == "all":
+        train = nearcopy.cached_train_descriptors(run)
+        return embedder, lambda rows: train[rows]
+    items = load_training_items(settings["train"], ids)
+    cache = open_cache(nearcopy.cache_root_of(record), embedder)
+    return embedder, nearcopy.RowDescriptors(items, embedder, cache)
 
 
 def _ledger_target(run: Path, ledger: str | None) -> str | Path | None:

@@ -13,6 +13,7 @@ from gmvaluator import Valuator  # noqa: E402
 from gmvaluator import index as ix  # noqa: E402
 from gmvaluator.cli import app  # noqa: E402
 from gmvaluator.distributed import RayEngine  # noqa: E402
+from gmvaluator.embed import shards  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +33,10 @@ def sources(tmp_path, digits_pixels):
     return tmp_path / "train.npy", tmp_path / "gen.npy"
 
 
+def _driver_must_not_embed(*args, **kwargs):
+    raise AssertionError("the driver embedded a shard that a Ray worker had written")
+
+
 def test_ray_search_over_ivfpq_shards_recalls_as_well(cluster, digits_pixels, tmp_path):
     x, _ = digits_pixels
     g = x[::5] + 0.02
@@ -42,12 +47,16 @@ def test_ray_search_over_ivfpq_shards_recalls_as_well(cluster, digits_pixels, tm
     np.testing.assert_allclose(remote.values.sum(), len(g))
 
 
-def test_cli_engine_ray_equals_the_local_engine(cluster, sources, tmp_path):
+def test_cli_engine_ray_equals_the_local_engine(cluster, sources, tmp_path, monkeypatch):
     train, gen = sources
     (tmp_path / "s.toml").write_text("[value]\nshard_size = 400\nindex = 'exact'\nk = 5\n")
     common = ["value", "--train", train, "--generated", gen, "--config", tmp_path / "s.toml"]
     runner = CliRunner()
-    res = runner.invoke(app, [str(a) for a in [*common, "--out", tmp_path / "r", "--engine=ray"]])
+    with monkeypatch.context() as patch:
+        # every shard is embedded by Ray Data workers; the driver only joins them
+        patch.setattr(shards, "_embed_shard", _driver_must_not_embed)
+        args = [*common, "--out", tmp_path / "r", "--engine=ray"]
+        res = runner.invoke(app, [str(a) for a in args])
     assert res.exit_code == 0, res.output
     assert len(list((tmp_path / "r/embeddings/train").glob("shard-*.npy"))) == 2
     res = runner.invoke(app, [str(a) for a in [*common, "--out", tmp_path / "l", "--quiet"]])

@@ -131,3 +131,86 @@ def test_hf_sentence_transformers_folder(tiny_bert, tmp_path):
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
     ref = model.encode(["the cat sat"], normalize_embeddings=True)
     np.testing.assert_allclose(v[0], ref[0], atol=1e-5)
+
+
+def _stand_in_timm(monkeypatch):  # type: ignore[no-untyped-def]
+    """timm itself imports torchvision, which cannot be imported beside this torch build. This
+    module stands in for it and builds a small real network, so that what runs is our side:
+    reading the weights file, dropping the classifier, refusing weights of another model."""
+    import importlib.machinery
+    import sys
+    import types
+
+    import torch
+
+    def create_model(name: str, pretrained: bool = False, num_classes: int = 0):  # type: ignore[no-untyped-def]
+        width = {"tiny": 8, "wide": 16}[name]
+        layers = [torch.nn.Conv2d(3, width, 5, stride=4), torch.nn.BatchNorm2d(width),
+                  torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()]  # fmt: skip
+        net = torch.nn.Sequential(*layers)
+        if num_classes:
+            net.add_module("head", torch.nn.Linear(width, num_classes))
+        return net
+
+    fake = types.ModuleType("timm")
+    fake.__spec__ = importlib.machinery.ModuleSpec("timm", None)
+    fake.create_model = create_model  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "timm", fake)
+    return create_model
+
+
+def test_timm_loading_code_with_weights_files_written_here(tmp_path, monkeypatch):
+    import torch
+    from safetensors.torch import save_file
+
+    from gmvaluator.embed.hub import _load_timm
+
+    create_model = _stand_in_timm(monkeypatch)
+    _load_timm.cache_clear()
+    torch.manual_seed(0)
+    trained = create_model("tiny", num_classes=10).eval()  # with a classifier, as saved
+    with torch.no_grad():  # non-trivial batch-norm statistics, which must be loaded too
+        trained[1].running_mean.uniform_(-1, 1)
+        trained[1].running_var.uniform_(0.5, 2)
+    state = {k: v.contiguous() for k, v in trained.state_dict().items()}
+    save_file(state, str(tmp_path / "tiny.safetensors"))
+    torch.save({"state_dict": state}, tmp_path / "tiny.pth")
+    photos = _photos()
+    emb = get_embedder(f"timm:tiny={tmp_path / 'tiny.safetensors'}")
+    x = emb.embed_batch(photos)
+    assert x.shape == (4, 8) and np.ptp(x, axis=0).max() > 0
+    with torch.inference_mode():  # the same network without its classifier, on our input
+        ref = trained[:5](torch.from_numpy(emb.prepare_batch(photos))).numpy()
+    np.testing.assert_allclose(x, ref, rtol=1e-5, atol=1e-6)
+    y = get_embedder(f"timm:tiny={tmp_path / 'tiny.pth'}").embed_batch(photos)
+    np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+    with pytest.raises(InputError, match=r"do not fit timm model 'wide'.*wrong shape.*'0.weight"):
+        get_embedder(f"timm:wide={tmp_path / 'tiny.pth'}").embed_batch(photos[:1])
+    torch.save({"0.weight": state["0.weight"]}, tmp_path / "part.pth")
+    with pytest.raises(InputError, match=r"do not fit timm model 'tiny'.*e.g. '0.bias'"):
+        get_embedder(f"timm:tiny={tmp_path / 'part.pth'}").embed_batch(photos[:1])
+
+
+# how PyPI's torchvision fails beside a torch it was not built for
+BROKEN_IMPORT = "raise RuntimeError('operator torchvision::nms does not exist')"
+
+
+@pytest.mark.parametrize(
+    ("spec", "module"), [("timm:resnet18", "timm"), ("open_clip:ViT-B-32", "open_clip")]
+)
+def test_a_library_that_fails_to_import_is_reported_with_its_cause(
+    tmp_path, monkeypatch, spec, module
+):
+    """What happens here with the PyPI builds: timm and open_clip import torchvision, whose
+    compiled operators do not load beside this torch."""
+    pkg = tmp_path / "libs" / module
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(
+        "raise RuntimeError('operator torchvision::nms does not exist')"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "libs"))
+    (tmp_path / "w.pth").write_bytes(b"weights")
+    emb = get_embedder(f"{spec}={tmp_path / 'w.pth'}")
+    with pytest.raises(MissingDependencyError, match=r"installed but fails to import: "
+                       r"RuntimeError: operator torchvision::nms does not exist"):  # fmt: skip
+        emb.embed_batch(_photos()[:1])

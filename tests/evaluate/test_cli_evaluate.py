@@ -22,7 +22,7 @@ def test_c1_writes_json_with_intervals_and_refuses_to_overwrite(tmp_path):
     assert res.exit_code == 0, res.output
     out = json.loads((tmp_path / "eval" / "c1.json").read_text())
     assert out["criterion"] == "c1" and out["setup"]["train"] == "builtin:digits[:500]"
-    assert {"default", "random", "exact-nn", "T=0.1"} <= set(out["valuers"])
+    assert {"default", "random", "exact-nn", "T=0.1", "rerank-none"} <= set(out["valuers"])
     assert out["valuers"]["default"]["k=10"]["mean"] > 0.8
     assert out["valuers"]["random"]["k=30"]["mean"] < 0.25
     again = invoke("c1", "--out", tmp_path, *SMALL)
@@ -77,6 +77,17 @@ def test_lds_and_c4(tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert "ms/sample" in res.stdout
+
+
+def test_sensitivity_writes_every_variant(tmp_path):
+    res = invoke("sensitivity", "--out", tmp_path, *SMALL, "--per-class", "5", "--ks", "1,10")
+    assert res.exit_code == 0, res.output
+    out = json.loads((tmp_path / "eval" / "sensitivity.json").read_text())
+    assert out["criterion"] == "sensitivity" and out["setup"]["ks"] == [1, 10]
+    assert {"exact:pixels", "pq8x8", "pq8x8+rerank", "random"} <= set(out["valuers"])
+    assert "recall@k=10" in out["valuers"]["pq8x8"]
+    res = invoke("sensitivity", "--out", tmp_path / "z", "--embedders", " , ")
+    assert res.exit_code == 2 and "--embedders ' , ' must name" in res.stderr
 
 
 def test_bad_input_exits_2_with_one_line(tmp_path):

@@ -92,7 +92,7 @@ def test_deletion_reports_every_arm(digits_images):
     )
     arms = {f"{m}:{a}" for m in ("deletion", "insertion") for a in ("top", "bottom", "random")}
     assert set(res["valuers"]) == arms
-    assert all(np.isfinite(v["fid"]["mean"]) for v in res["valuers"].values())
+    assert all(np.isfinite(v["fid:pixels"]["mean"]) for v in res["valuers"].values())
 
 
 def test_efficiency_reports_stages_per_generated_sample(digits_images):

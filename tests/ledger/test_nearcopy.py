@@ -44,6 +44,8 @@ def test_a_planted_near_copy_is_flagged_and_ordinary_samples_are_not(planted_run
     info = run["near_copy"]
     assert "copy-of-0042" in info["flagged_generated_ids"]
     assert info["quantile"] == 0.01 and info["threshold"] > 0 and "quantile" in info["rule"]
+    # the default, auto, keeps 8-pixel digits in the run's space
+    assert info["descriptors"] == "run" and "8 pixels" in info["space_reason"]
     assert info["n_generated_flagged"] == int(flagged.sum())
     assert copy.iloc[0]["distance"] <= info["threshold"] < att["distance"].median()
 

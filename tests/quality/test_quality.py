@@ -141,3 +141,20 @@ def test_quality_scores_over_a_dataset(tmp_path, photos):
     )
     assert q.min() == 0 and q.max() == 1
     np.testing.assert_array_equal(quality_scores("none", ds, "rank"), np.ones(len(ds)))
+
+
+def test_maniqa_reports_a_pyiqa_that_fails_to_import(photos, tmp_path, monkeypatch):
+    """pyiqa imports torchvision (and timm), whose PyPI builds fail to import beside this torch:
+    the scorer must name the package and the cause, not end in a bare traceback."""
+    pkg = tmp_path / "libs" / "pyiqa"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(
+        "raise RuntimeError('operator torchvision::nms does not exist')"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "libs"))
+    (tmp_path / "ckpt_koniq10k.pt").write_bytes(b"weights")
+    scorer = get_quality(f"maniqa:{tmp_path / 'ckpt_koniq10k.pt'}")
+    assert scorer.settings()["weights"] == "ckpt_koniq10k.pt"
+    with pytest.raises(MissingDependencyError, match=r"maniqa quality score needs the package "
+                       r"'pyiqa', which is installed but fails to import: Runtime"):  # fmt: skip
+        scorer.score(photos[0][:1], ["a"])

@@ -35,7 +35,10 @@ PerClass = Annotated[int, typer.Option(help="Generated samples per class per dra
 Epochs = Annotated[int | None, typer.Option(help="Generator epochs (default: by data size).")]
 EmbedderOpt = Annotated[str, typer.Option("--embedder", help="Embedder of the default pipeline.")]
 Baselines = Annotated[
-    bool, typer.Option(help="Also run the baselines (random, exact NN, raw pixels, quality, T).")
+    bool,
+    typer.Option(
+        help="Also run the baselines (random, exact NN, raw pixels, quality, re-rank off, T)."
+    ),
 ]
 KOpt = Annotated[int, typer.Option("--k", help="Training matches per generated sample.")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace an existing result file.")]
@@ -235,7 +238,12 @@ def deletion(
     per_class: PerClass = 20,
     epochs: Epochs = None,
     embedder: EmbedderOpt = "pixels",
-    fid_embedder: Annotated[str, typer.Option(help="Feature space of the FID.")] = "pixels",
+    fid_embedder: Annotated[
+        str,
+        typer.Option(
+            help="Feature spaces of the FID, comma-separated, e.g. pixels,efficientnet-lite0."
+        ),
+    ] = "pixels",
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Retrain without / only on the top, bottom and random fraction; loss change and FID."""
@@ -255,7 +263,7 @@ def deletion(
         draws=draws,
         per_class=per_class,
         epochs=epochs,
-        feature_embedder=fid_embedder,
+        feature_embedders=_names(fid_embedder, "--fid-embedder"),
     )
     _write(path, res, train)
 
@@ -288,6 +296,46 @@ def lds(
         k=k,
         family=generator,
         seed=seed,
+        per_class=per_class,
+        epochs=epochs,
+    )
+    _write(path, res, train)
+
+
+@app.command("sensitivity")
+@handle_errors
+def sensitivity(
+    out: EvalOut,
+    train: Train = "builtin:digits",
+    ks: Annotated[str, typer.Option("--ks", help="Comma-separated k values.")] = "1,5,10,30,50,100",
+    embedders: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated embedders; PQ settings and re-rank vary on the first one."
+        ),
+    ] = "pixels",
+    generator: Generator = "cvae",
+    seeds: Seeds = 2,
+    draws: Draws = 2,
+    per_class: PerClass = 20,
+    epochs: Epochs = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """C1 and membership as k, the PQ settings, re-rank and the embedder vary."""
+    from gmvaluator.evaluate import sensitivity_variants
+    from gmvaluator.evaluate.experiments import run_sensitivity
+
+    path = _target(out, "sensitivity", overwrite)
+    variants = sensitivity_variants(_names(embedders, "--embedders"))
+    x, y = _data(train)
+    res = run_sensitivity(
+        x,
+        y,
+        variants,
+        ks=_ks(ks),
+        family=generator,
+        seeds=range(seeds),
+        draws=draws,
         per_class=per_class,
         epochs=epochs,
     )
@@ -341,6 +389,15 @@ def _ks(text: str) -> list[int]:
     if not ks or ks[0] < 1:
         raise InputError(f"--ks {text!r} must list integers >= 1, e.g. 10,30,50.")
     return ks
+
+
+def _names(text: str, option: str) -> list[str]:
+    from gmvaluator.errors import InputError
+
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise InputError(f"{option} {text!r} must name at least one embedder, e.g. pixels.")
+    return names
 
 
 def register(root: typer.Typer) -> None:

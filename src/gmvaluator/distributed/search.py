@@ -45,7 +45,12 @@ class ShardSearcher:
         _, cand = self.index.search(q, min(kp, len(self.x)))
         cand = cand.astype(np.int64)
         dist = ix.candidate_distances(self.x, q, cand, p.metric)
-        d, i = ix.top_k(dist, cand, min(k, cand.shape[1]))
+        kk = min(k, cand.shape[1])
+        d, i = ix.top_k(dist, cand, kk)
+        # queries whose probed lists hold fewer than k items here are searched exactly
+        short = np.count_nonzero(cand >= 0, axis=1) < kk
+        if short.any():
+            d[short], i[short] = ix.exact_search(self.x, q[short], kk, p.metric)
         return d, np.where(i >= 0, i + self.start, -1)
 
 

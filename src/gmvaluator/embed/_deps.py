@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+from typing import Any
 
 from gmvaluator.errors import MissingDependencyError
 
@@ -19,6 +20,20 @@ def require(module: str, pip_name: str, why: str) -> None:
             f"{why} needs the package {pip_name!r}, which is not installed. "
             f"Install it with: pip install {pip_name}"
         )
+
+
+def import_optional(module: str, pip_name: str, why: str) -> Any:
+    """Import an optional package; raise MissingDependencyError when it is absent or fails to
+    import (e.g. torchvision built for another torch), naming the cause and the fix."""
+    require(module, pip_name, why)
+    try:
+        return importlib.import_module(module)
+    except Exception as exc:  # a broken install fails in many ways, all to be reported alike
+        raise MissingDependencyError(
+            f"{why} needs the package {pip_name!r}, which is installed but fails to import: "
+            f"{type(exc).__name__}: {exc}. Reinstall it (and what it needs, such as a torchvision "
+            f"built for this torch) with: pip install --force-reinstall {pip_name}"
+        ) from exc
 
 
 def dist_version(pip_name: str) -> str:

@@ -16,6 +16,12 @@ class Embedder(Protocol):
 
     ``name``, ``version`` and ``settings()`` identify the embedding exactly: two embedders with
     the same three give the same vectors, which is what caches and resumed runs rely on.
+
+    An embedder may also split ``embed_batch`` into ``prepare_batch(items)`` (preprocessing
+    only, changing no state) and ``embed_prepared(prepared) -> (B, dim)``, with
+    ``embed_batch(items) == embed_prepared(prepare_batch(items))``; with ``read_ahead = True``
+    the embedding loop then prepares the next batch in the background while the model runs
+    (``embed.readahead``).
     """
 
     name: str

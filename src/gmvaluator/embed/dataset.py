@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from gmvaluator.embed.base import Embedder
+from gmvaluator.embed.readahead import drain, take_batch
 from gmvaluator.embed.registry import check_kind
 from gmvaluator.errors import InputError, check_param
 from gmvaluator.sources.base import Dataset
@@ -51,15 +52,17 @@ def embedder_fingerprint(embedder: Embedder) -> dict[str, Any]:
     }
 
 
-def _take(ds: Dataset, embedder: Embedder, start: int, stop: int) -> Any:
-    array = getattr(ds.items, "array", None)
-    if ds.kind == "image" and array is not None and getattr(embedder, "accepts_arrays", False):
-        return array[start:stop]  # skips decoding each row to a PIL image
-    return ds.items[start:stop]  # type: ignore[index]
-
-
 def _embed_batch(ds: Dataset, embedder: Embedder, start: int, stop: int) -> np.ndarray:
-    batch = _take(ds, embedder, start, stop)
+    try:
+        return _embed_taken(ds, embedder, start, stop)
+    except BaseException:
+        drain()  # the caller may stop here: no background read of ds may outlive this call
+        raise
+
+
+def _embed_taken(ds: Dataset, embedder: Embedder, start: int, stop: int) -> np.ndarray:
+    # embedders that ask for it have their next batch prepared meanwhile: see readahead
+    batch, prepared = take_batch(ds, embedder, start, stop)
     if ds.kind == "text":
         for k, text in enumerate(batch):
             if not isinstance(text, str):
@@ -67,7 +70,10 @@ def _embed_batch(ds: Dataset, embedder: Embedder, start: int, stop: int) -> np.n
                     f"item {_item_id(ds, start + k)!r} of source {ds.name!r} is a "
                     f"{type(text).__name__}, not text. Make every item a string."
                 )
-    vecs = np.asarray(embedder.embed_batch(batch))
+    if prepared is None:
+        vecs = np.asarray(embedder.embed_batch(batch))
+    else:
+        vecs = np.asarray(embedder.embed_prepared(prepared))  # type: ignore[attr-defined]
     if vecs.ndim != 2 or vecs.shape[0] != stop - start or vecs.shape[1] == 0:
         raise InputError(
             f"embedder {embedder.name!r} returned shape {vecs.shape} for a batch of "

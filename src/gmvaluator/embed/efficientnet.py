@@ -65,10 +65,17 @@ class EfficientNetLite0Embedder:
         }
 
     def embed_batch(self, items: Sequence[Any]) -> np.ndarray:
+        return self.embed_prepared(self.prepare_batch(items))
+
+    def prepare_batch(self, items: Sequence[Any]) -> np.ndarray:
+        """The normalised float32 batch (``preprocess``)."""
+        return preprocess(items)
+
+    def embed_prepared(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
         model = load_model(self.device)
-        x = torch.from_numpy(preprocess(items)).to(self.device)
+        x = torch.from_numpy(batch).to(self.device)
         x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             feats = model.extract_features(x).mean(dim=(2, 3))
@@ -76,14 +83,15 @@ class EfficientNetLite0Embedder:
 
 
 def preprocess(images: Sequence[Image.Image]) -> np.ndarray:
-    """PIL images as the float32 (B, 3, 224, 224) batch the model expects."""
+    """PIL images as the float32 (B, 3, 224, 224) batch the model expects, laid out
+    channels-last in memory: the layout the model runs in, so no copy is needed on the way."""
     size = (_IMAGE_SIZE, _IMAGE_SIZE)
     batch = np.empty((len(images), _IMAGE_SIZE, _IMAGE_SIZE, 3), dtype=np.float32)
     for k, im in enumerate(images):
         batch[k] = np.asarray(im.convert("RGB").resize(size, Image.Resampling.BILINEAR))
     batch -= np.float32(_MEAN)
     batch /= np.float32(_STD)
-    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+    return batch.transpose(0, 3, 1, 2)
 
 
 @functools.lru_cache(maxsize=4)

@@ -9,7 +9,9 @@
   and normalised with its mean and std, read from that JSON (no torchvision needed).
 - ``timm:NAME=WEIGHTS`` builds timm's NAME without its classifier and loads WEIGHTS (a
   ``.safetensors`` or ``.pth`` state dict); ``open_clip:NAME=WEIGHTS`` likewise with open_clip's
-  image tower. Both libraries are optional extras.
+  image tower. Images are resized (bilinear, no crop) to the architecture's input size and
+  normalised with its mean and std, as the library's configuration of NAME gives them. Both
+  libraries are optional extras.
 
 ``version`` is a hash of the weights files, so the embedding cache and resumed runs never mix
 vectors of different weights under one name.
@@ -27,7 +29,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from gmvaluator.embed._deps import dist_version, require
+from gmvaluator.embed._deps import dist_version, import_optional, require
 from gmvaluator.errors import InputError, MissingDependencyError
 from gmvaluator.sources.base import Kind
 
@@ -170,7 +172,7 @@ class _StateDictImageEmbedder:
     module = ""
     kind: Kind = "image"
 
-    def __init__(self, spec: str, device: str = "cpu", image_size: int = 224) -> None:
+    def __init__(self, spec: str, device: str = "cpu", image_size: int | None = None) -> None:
         arch, _, weights = spec.partition("=")
         lib = self.library
         if not arch:
@@ -188,21 +190,38 @@ class _StateDictImageEmbedder:
         self.arch, self.weights = arch, path
         self.name = f"{lib}:{arch}"
         self.device = device
-        self.image_size = image_size
+        self.image_size = image_size  # None: the architecture's own
         self.version = weights_digest([path])
 
     def settings(self) -> dict[str, Any]:
-        return {"arch": self.arch, "image_size": self.image_size, "mean": _IMAGENET[0],
-                "std": _IMAGENET[1], self.library: dist_version(self.library)}  # fmt: skip
+        size, mean, std = self._preprocessing()
+        return {"arch": self.arch, "image_size": size, "mean": mean, "std": std,
+                self.library: dist_version(self.library)}  # fmt: skip
 
     def embed_batch(self, items: Sequence[Any]) -> np.ndarray:
+        return self.embed_prepared(self.prepare_batch(items))
+
+    def prepare_batch(self, items: Sequence[Any]) -> np.ndarray:
+        """The normalised float32 (B, 3, H, W) batch."""
+        size, mean, std = self._preprocessing()
+        s = {"image_size": size, "mean": mean, "std": std, "rescale": 1 / 255}
+        return _preprocess(items, s)
+
+    def _preprocessing(self) -> tuple[int, list[float], list[float]]:
+        """Input size, mean and std: the architecture's own, read without building the model."""
+        size, mean, std = self._config(self.arch)
+        return self.image_size or size, mean, std
+
+    @staticmethod
+    def _config(arch: str) -> tuple[int, list[float], list[float]]:
+        raise NotImplementedError
+
+    def embed_prepared(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
         model = self._model()
-        s = {"image_size": self.image_size, "mean": _IMAGENET[0], "std": _IMAGENET[1],
-             "rescale": 1 / 255}  # fmt: skip
         with torch.inference_mode():
-            out = self._forward(model, torch.from_numpy(_preprocess(items, s)).to(self.device))
+            out = self._forward(model, torch.from_numpy(batch).to(self.device))
         return np.ascontiguousarray(out.float().cpu().numpy(), dtype=np.float32)
 
     def _model(self) -> Any:
@@ -233,6 +252,10 @@ class TimmEmbedder(_StateDictImageEmbedder):
     library = "timm"
     module = "timm"
 
+    @staticmethod
+    def _config(arch: str) -> tuple[int, list[float], list[float]]:
+        return _timm_config(arch)
+
     def _model(self) -> Any:
         return _load_timm(self.arch, str(self.weights), self.device)
 
@@ -240,19 +263,34 @@ class TimmEmbedder(_StateDictImageEmbedder):
         return model(x)
 
 
+@functools.lru_cache(maxsize=8)
+def _timm_config(arch: str) -> tuple[int, list[float], list[float]]:
+    timm = import_optional("timm", "timm", "the timm embedder")
+    get = getattr(timm, "get_pretrained_cfg", None)  # timm >= 0.9
+    cfg = get(arch) if get is not None else None
+    if cfg is None:  # an architecture without a default configuration
+        return 224, list(_IMAGENET[0]), list(_IMAGENET[1])
+    return int(cfg.input_size[-1]), [float(v) for v in cfg.mean], [float(v) for v in cfg.std]
+
+
 @functools.lru_cache(maxsize=2)
 def _load_timm(arch: str, weights: str, device: str) -> Any:
-    import timm
-
+    timm = import_optional("timm", "timm", "the timm embedder")
     model = timm.create_model(arch, pretrained=False, num_classes=0)
-    state = {k: v for k, v in load_state_dict(Path(weights)).items()
-             if not k.startswith(("head.fc.", "fc.", "classifier.", "head."))}  # fmt: skip
-    missing = model.load_state_dict(state, strict=False).missing_keys
-    if missing:
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    # the classifier is not built (num_classes=0), so its tensors are dropped; what else sits
+    # under head. (ConvNeXt's head.norm, say) is kept
+    state = {k: v for k, v in load_state_dict(Path(weights)).items() if k in shapes}
+    missing = [k for k in shapes if k not in state]
+    wrong = [k for k in shapes if k in state and tuple(state[k].shape) != shapes[k]]
+    if missing or wrong:
+        example = missing[0] if missing else f"{wrong[0]} of shape {tuple(state[wrong[0]].shape)}"
         raise InputError(
-            f"weights {weights!r} do not fit timm model {arch!r}: {len(missing)} parameters are "
-            f"missing (e.g. {missing[0]!r}). Pass the weights saved from that very model."
+            f"weights {weights!r} do not fit timm model {arch!r}: {len(missing) + len(wrong)} "
+            f"parameters are missing or of the wrong shape (e.g. {example!r}). Pass the weights "
+            "saved from that very model."
         )
+    model.load_state_dict(state, strict=False)
     return model.eval().to(device)
 
 
@@ -261,6 +299,10 @@ class OpenClipEmbedder(_StateDictImageEmbedder):
 
     library = "open_clip"
     module = "open_clip"
+
+    @staticmethod
+    def _config(arch: str) -> tuple[int, list[float], list[float]]:
+        return _open_clip_config(arch)
 
     def _model(self) -> Any:
         return _load_open_clip(self.arch, str(self.weights), self.device)
@@ -271,11 +313,38 @@ class OpenClipEmbedder(_StateDictImageEmbedder):
         return torch.nn.functional.normalize(model.encode_image(x), dim=-1)
 
 
+@functools.lru_cache(maxsize=8)
+def _open_clip_config(arch: str) -> tuple[int, list[float], list[float]]:
+    open_clip = import_optional("open_clip", "open-clip-torch", "the open_clip embedder")
+    from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+    cfg = open_clip.get_model_config(arch)
+    if cfg is None:
+        raise InputError(
+            f"open_clip has no model {arch!r}. Choose one of open_clip.list_models(), "
+            "e.g. open_clip:ViT-B-32=WEIGHTS."
+        )
+    pre = cfg.get("preprocess_cfg", {})
+    size = cfg.get("vision_cfg", {}).get("image_size", pre.get("size", 224))
+    size = size[0] if isinstance(size, list | tuple) else size
+    mean, std = pre.get("mean", OPENAI_DATASET_MEAN), pre.get("std", OPENAI_DATASET_STD)
+    return int(size), [float(v) for v in mean], [float(v) for v in std]
+
+
 @functools.lru_cache(maxsize=2)
 def _load_open_clip(arch: str, weights: str, device: str) -> Any:
-    import open_clip
-
-    model = open_clip.create_model(arch, pretrained=weights, device=device)
+    open_clip = import_optional("open_clip", "open-clip-torch", "the open_clip embedder")
+    _open_clip_config(arch)  # an unknown name is an InputError, not open_clip's RuntimeError
+    try:
+        model = open_clip.create_model(arch, pretrained=weights, device=device)
+    except RuntimeError as e:
+        if "state_dict" not in str(e):
+            raise
+        lines = [ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()]
+        raise InputError(
+            f"weights {weights!r} do not fit open_clip model {arch!r}: "
+            f"{(lines[0] if lines else str(e))[:200]}. Pass the weights saved from that very model."
+        ) from e
     return model.eval()
 
 

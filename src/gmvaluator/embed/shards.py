@@ -1,8 +1,12 @@
 """Embedding a source into resumable shards on disk.
 
-    FOLDER/meta.json           source hash, embedder fingerprint, shard size
+    FOLDER/meta.json           source hash, embedder fingerprint, shard size, stored dtype
     FOLDER/shard-00000.npy     vectors of the items of rows [0, shard_size) that embedded
     FOLDER/shard-00000.json    which rows those are, and which were skipped and why
+    FOLDER/all.npy             every shard's vectors joined, memory-mapped by later stages
+
+Vectors are stored as float32, or as float16 (``dtype``) to halve the files and the page cache
+they take; readers convert each block they read to float32 (``gmvaluator.index.prepare``).
 
 A shard counts as finished only once its JSON exists (written after the vectors, atomically),
 so a run killed at any point resumes from the last finished shard and redoes nothing else.
@@ -30,10 +34,13 @@ from gmvaluator.resources import check_resources
 from gmvaluator.skips import current, on_bad_item, skipping
 from gmvaluator.sources.base import Dataset
 
+#: How embeddings may be stored on disk.
+EMBEDDING_DTYPES = ("float32", "float16")
+
 
 @dataclass(frozen=True)
 class ShardedEmbedding:
-    vectors: np.ndarray  # (n_kept, dim) float32
+    vectors: np.ndarray  # (n_kept, dim) float32 or float16, memory-mapped
     kept: np.ndarray  # source rows of those vectors, increasing
     seconds: float  # embedding time spent in this call (0 when every shard was reused)
     reused_shards: int
@@ -43,18 +50,16 @@ class ShardedEmbedding:
 def embed_sharded(
     ds: Dataset, embedder: Embedder, folder: Path, source_meta: dict[str, Any], *,
     shard_size: int = 4096, batch_size: int = 64, metric: str = "cosine", progress: bool = True,
-    cache: EmbeddingCache | None = None,
+    cache: EmbeddingCache | None = None, dtype: str = "float32",
 ) -> ShardedEmbedding:  # fmt: skip
     """Embed ``ds`` into ``folder`` shard by shard, reusing shards finished by an earlier run.
 
     With ``cache`` (``embed.cache``), items embedded by any earlier run are read from it and
-    the newly embedded ones are added to it, one cache part per shard.
+    the newly embedded ones are added to it, one cache part per shard. ``dtype`` is how the
+    vectors are stored (``EMBEDDING_DTYPES``).
     """
     check_kind(embedder, ds.kind, ds.name)
-    meta = {**source_meta, "embedder": embedder_fingerprint(embedder), "shard_size": shard_size}
-    meta["metric"] = metric  # zero vectors are skipped only under cosine
-    # Shards made under --on-error skip may lack items; a run that must stop on them redoes them.
-    meta["on_error"] = "skip" if skipping() else "raise"
+    meta = shard_meta(source_meta, embedder, shard_size, metric, dtype)
     _reset_if_stale(folder, meta)
     n = len(ds)
     starts = list(range(0, n, shard_size))
@@ -70,21 +75,40 @@ def embed_sharded(
                 t0 = time.perf_counter()
                 done = _embed_shard(ds, embedder, start, stop, batch_size, metric, cache)
                 seconds += time.perf_counter() - t0
-                _save_shard(folder, number, *done)
+                _save_shard(folder, number, *done, dtype=dtype)
                 checkpoint("embed-shard")
             else:
                 reused += 1
                 current().rows.extend((current().source, i, r) for i, r in done[2])
             vecs, rows, _ = done
             if number == 0 and len(vecs):
-                check_resources(n, vecs.shape[1], folder)
+                check_resources(n, vecs.shape[1], folder, np.dtype(dtype).itemsize)
             parts.append(np.load(_shard_paths(folder, number)[0], mmap_mode="r"))
             kept.append(rows)
             bar.update(stop - start)
-    return _assemble(ds, folder, parts, kept, seconds, reused, len(starts))
+    return _assemble(ds, folder, parts, kept, seconds, reused, len(starts), dtype)
 
 
-def _assemble(ds, folder, parts, kept, seconds, reused, n_shards) -> ShardedEmbedding:  # type: ignore[no-untyped-def]
+def shard_meta(
+    source_meta: dict[str, Any], embedder: Embedder, shard_size: int, metric: str, dtype: str
+) -> dict[str, Any]:
+    """What ``meta.json`` records: shards made under any other value are redone."""
+    if dtype not in EMBEDDING_DTYPES:
+        raise InputError(
+            f"embedding dtype must be one of {EMBEDDING_DTYPES}; got {dtype!r}. "
+            "Use --embedding-dtype float32 or float16."
+        )
+    meta = {**source_meta, "embedder": embedder_fingerprint(embedder), "shard_size": shard_size}
+    meta["metric"] = metric  # zero vectors are skipped only under cosine
+    # Shards made under --on-error skip may lack items; a run that must stop on them redoes them.
+    meta["on_error"] = "skip" if skipping() else "raise"
+    meta["dtype"] = dtype
+    return meta
+
+
+def _assemble(
+    ds, folder, parts, kept, seconds, reused, n_shards, dtype="float32"
+) -> ShardedEmbedding:  # type: ignore[no-untyped-def]
     rows = np.concatenate(kept).astype(np.int64)
     if len(rows) == 0:
         raise InputError(
@@ -97,15 +121,15 @@ def _assemble(ds, folder, parts, kept, seconds, reused, n_shards) -> ShardedEmbe
             f"the stored embedding shards of {ds.name!r} have different dimensions {sorted(dims)}. "
             "Delete the run's embeddings folder and re-run."
         )
-    vectors = _join_on_disk([p for p in parts if len(p)], folder / "all.npy")
+    vectors = _join_on_disk([p for p in parts if len(p)], folder / "all.npy", dtype)
     return ShardedEmbedding(vectors, rows, seconds, reused, n_shards)
 
 
-def _join_on_disk(parts: list[np.ndarray], path: Path) -> np.ndarray:
+def _join_on_disk(parts: list[np.ndarray], path: Path, dtype: str = "float32") -> np.ndarray:
     """The shards as one memory-mapped (n, dim) array, copied shard by shard, never whole."""
     n, dim = sum(len(p) for p in parts), parts[0].shape[1]
     with atomic_path(path) as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(dtype), shape=(n, dim))
         at = 0
         for p in parts:
             out[at : at + len(p)] = p
@@ -246,7 +270,19 @@ def _load_shard(folder: Path, number: int):  # type: ignore[no-untyped-def]
     return vecs, rows, [tuple(x) for x in info["skipped"]]
 
 
-def _save_shard(folder: Path, number: int, vecs, rows, skipped) -> None:  # type: ignore[no-untyped-def]
+def _save_shard(folder: Path, number: int, vecs, rows, skipped, dtype: str = "float32") -> None:  # type: ignore[no-untyped-def]
     npy, js = _shard_paths(folder, number)
-    save_npy(npy, np.ascontiguousarray(vecs, dtype=np.float32))
+    if dtype == "float16":
+        _check_float16_range(vecs, folder, number)
+    save_npy(npy, np.ascontiguousarray(vecs, dtype=np.dtype(dtype)))
     write_json(js, {"kept": rows.tolist(), "skipped": [list(x) for x in skipped]})
+
+
+def _check_float16_range(vecs: np.ndarray, folder: Path, number: int) -> None:
+    # float16 holds magnitudes up to 65504; larger ones would be stored as inf
+    big = np.abs(vecs) > np.finfo(np.float16).max
+    if big.any():
+        raise InputError(
+            f"shard {number} of {folder} has embedding values up to {float(np.abs(vecs).max()):g}, "
+            "beyond float16's range (65504). Use --embedding-dtype float32."
+        )

@@ -39,6 +39,8 @@ class SSCDEmbedder:
     model = "sscd"
     kind: Kind = "image"
     dim = 512
+    # onnxruntime runs a whole batch without the GIL, so the next one is prepared meanwhile
+    read_ahead = True
 
     def __init__(self, image_size: int = _IMAGE_SIZE, threads: int | None = None) -> None:
         ok = isinstance(image_size, int) and not isinstance(image_size, bool) and image_size >= 64
@@ -58,9 +60,15 @@ class SSCDEmbedder:
         }
 
     def embed_batch(self, items: Sequence[Any]) -> np.ndarray:
+        return self.embed_prepared(self.prepare_batch(items))
+
+    def prepare_batch(self, items: Sequence[Any]) -> np.ndarray:
+        """The uint8 pixel batch (``preprocess``); read ahead while the model runs."""
+        return preprocess(items, self.image_size)
+
+    def embed_prepared(self, batch: np.ndarray) -> np.ndarray:
         session = load_session(self.model, self.threads)
-        x = preprocess(items, self.image_size)
-        (out,) = session.run(["embedding"], {"image": x})
+        (out,) = session.run(["embedding"], {"image": batch})
         return np.ascontiguousarray(out, dtype=np.float32)
 
 

@@ -4,7 +4,7 @@
   C3 out-of-distribution scores, membership, LDS, deletion sets);
 - ``stats``: the uniform ``Estimate`` (mean, 95 % interval, samples), AUROC, AUPRC, FID;
 - ``valuers``: the pipeline under test and its baselines (random, exact NN, raw pixels, quality,
-  temperatures) behind one ``value_images`` call;
+  re-rank, temperatures) and the sensitivity variants behind one ``value_images`` call;
 - ``experiments``: the repeated runs over generator seeds and draws of the generated set.
 """
 
@@ -18,9 +18,10 @@ from gmvaluator.evaluate.criteria import (
     ood_scores,
     share_at_ks,
     split_by_value,
+    values_at_k,
 )
 from gmvaluator.evaluate.stats import Estimate, auprc, auroc, bootstrap, estimate, precision_at
-from gmvaluator.evaluate.valuers import ValuerSpec, baselines, value_images
+from gmvaluator.evaluate.valuers import ValuerSpec, baselines, sensitivity_variants, value_images
 
 __all__ = [
     "Estimate",
@@ -38,7 +39,9 @@ __all__ = [
     "membership_scores",
     "ood_scores",
     "precision_at",
+    "sensitivity_variants",
     "share_at_ks",
     "split_by_value",
     "value_images",
+    "values_at_k",
 ]

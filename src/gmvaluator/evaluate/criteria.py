@@ -14,6 +14,7 @@ import numpy as np
 from gmvaluator.errors import InputError
 from gmvaluator.evaluate import stats
 from gmvaluator.result import ValuationResult
+from gmvaluator.value import softmax_credit
 
 
 def identical_class_share(
@@ -108,6 +109,20 @@ def membership_scores(values: np.ndarray, member: np.ndarray) -> dict[str, float
         "member_mean": float(v[mem].mean()),
         "nonmember_mean": float(v[~mem].mean()),
     }
+
+
+def values_at_k(result: ValuationResult, k: int, temperature: float = 1.0) -> np.ndarray:
+    """Values phi_i had the result kept only the first ``k`` of each generated sample's matches.
+
+    The first k of a top-K list are the top-k list, so this equals valuing again with k (for
+    the recall index's own lists too); the credit is the softmax over those k distances,
+    scaled by the result's quality.
+    """
+    if not 1 <= k <= result.k:
+        raise InputError(f"k={k} must be in [1, {result.k}], the k the result was made with.")
+    credit = softmax_credit(result.distances[:, :k], temperature, result.quality)
+    rows = result.indices[:, :k].ravel()
+    return np.bincount(rows, weights=credit.ravel(), minlength=len(result.train_ids))
 
 
 def attribution_matrix(result: ValuationResult) -> np.ndarray:

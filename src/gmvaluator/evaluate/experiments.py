@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from gmvaluator import index as ix
 from gmvaluator.errors import InputError
 from gmvaluator.evaluate import criteria, stats
 from gmvaluator.evaluate.data import inject
@@ -40,6 +41,25 @@ def _generate(model: Any, n_classes: int, per_class: int, seed: int) -> tuple[An
 
 def _repeats(seeds: Iterable[int], draws: int) -> list[tuple[int, int]]:
     return [(s, d) for s in seeds for d in range(draws)]
+
+
+def _half_models(
+    images: np.ndarray,
+    labels: np.ndarray,
+    seeds: Iterable[int],
+    family: str,
+    n_classes: int,
+    epochs: int | None,
+) -> Iterable[tuple[int, np.ndarray, Any]]:
+    """Per seed: (seed, bool mask of a random half, a generator trained on that half)."""
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        member = np.zeros(len(images), dtype=bool)
+        member[rng.choice(len(images), len(images) // 2, replace=False)] = True
+        model = train_reference(
+            family, images[member], labels[member], n_classes=n_classes, seed=seed, epochs=epochs
+        )
+        yield seed, member, model
 
 
 def _check_common(
@@ -176,13 +196,7 @@ def run_membership(
     """Train on a random half; are members valued above the held-out half (AUROC, p)?"""
     n_classes = _check_common(images, labels, seeds, draws, family)
     samples: Samples = defaultdict(lambda: defaultdict(list))
-    for seed in seeds:
-        rng = np.random.default_rng(seed)
-        member = np.zeros(len(images), dtype=bool)
-        member[rng.choice(len(images), len(images) // 2, replace=False)] = True
-        model = train_reference(
-            family, images[member], labels[member], n_classes=n_classes, seed=seed, epochs=epochs
-        )
+    for seed, member, model in _half_models(images, labels, seeds, family, n_classes, epochs):
         for draw in range(draws):
             gen, _ = _generate(model, n_classes, per_class, 1000 * seed + draw)
             for spec in valuers:
@@ -206,15 +220,18 @@ def run_deletion(
     draws: int = 1,
     per_class: int = 20,
     epochs: int | None = None,
-    feature_embedder: str = "pixels",
+    feature_embedders: Sequence[str] = ("pixels",),
 ) -> dict[str, Any]:
     """Retrain without (deletion) or only on (insertion) the top, bottom or random ``fraction``.
 
     Reports the change of the generator's mean loss on the generated set it was valued against
-    (positive = the retrained model explains it worse) and the Fréchet distance between that set
-    and the retrained model's samples for the same labels, in ``feature_embedder`` space.
+    (positive = the retrained model explains it worse) and, as ``fid:<embedder>``, the Fréchet
+    distance between that set and the retrained model's samples for the same labels, in the
+    feature space of each of ``feature_embedders`` (e.g. ``pixels``, ``efficientnet-lite0``).
     """
     n_classes = _check_common(images, labels, seeds, draws, family, needs_loss=True)
+    if not feature_embedders:
+        raise InputError("give at least one feature embedder for the FID, e.g. pixels.")
     samples: Samples = defaultdict(lambda: defaultdict(list))
     for seed in seeds:
         full = train_reference(
@@ -240,9 +257,9 @@ def run_deletion(
                     )
                     loss = float(reference_loss(model, gen, gen_labels).mean())
                     regen = model.sample(gen_labels, seed=gen_seed)
-                    fid = _fid(gen, regen, feature_embedder)
                     samples[f"{mode}:{arm}"]["loss_change"].append(loss - base_loss)
-                    samples[f"{mode}:{arm}"]["fid"].append(fid)
+                    for space in feature_embedders:
+                        samples[f"{mode}:{arm}"][f"fid:{space}"].append(_fid(gen, regen, space))
     setup = _setup(
         images,
         family,
@@ -253,9 +270,14 @@ def run_deletion(
         k=k,
         fraction=fraction,
         valuer=valuer.to_dict(),
-        feature_space=feature_embedder,
+        feature_spaces=list(feature_embedders),
     )
     return {"criterion": "deletion", "setup": setup, "valuers": _summarise(samples)}
+
+
+def fid(a: np.ndarray, b: np.ndarray, embedder: str = "pixels") -> float:
+    """FID between two uint8 image sets in ``embedder`` feature space (embeddings cached)."""
+    return _fid(a, b, embedder)
 
 
 def _fid(a: np.ndarray, b: np.ndarray, embedder: str) -> float:
@@ -357,3 +379,82 @@ def run_efficiency(
         "valuer_specs": [spec.to_dict() for spec in valuers],
     }
     return {"criterion": "c4", "setup": setup, "valuers": out}
+
+
+def run_sensitivity(
+    images: np.ndarray,
+    labels: np.ndarray,
+    variants: Sequence[ValuerSpec],
+    *,
+    ks: Sequence[int] = (1, 5, 10, 30, 50, 100),
+    family: str = "cvae",
+    seeds: Sequence[int] = (0, 1),
+    draws: int = 2,
+    per_class: int = 20,
+    epochs: int | None = None,
+) -> dict[str, Any]:
+    """C1 and membership at each k in ``ks`` for each valuer variant (index, re-rank, embedder).
+
+    The generator trains on a random half, as in ``run_membership``; C1 is the class share of
+    each generated sample's top-k over the whole training set, membership the AUROC and
+    Mann–Whitney p of member vs non-member values. Each variant values the generated set once
+    with k = max(ks): a smaller k is the prefix of those lists (the top k' of a top-k list),
+    with credit recomputed over the prefix. ``recall@k`` is the share of the exact top k found,
+    against the variant named ``exact:<embedder>`` with the same embedder when there is one.
+    """
+    n_classes = _check_common(images, labels, seeds, draws, family)
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] < 1:
+        raise InputError(f"ks {list(ks)} must list integers >= 1.")
+    names = [spec.name for spec in variants]
+    if len(set(names)) != len(names):
+        raise InputError(f"variant names {names} repeat; give each variant its own name.")
+    samples: Samples = defaultdict(lambda: defaultdict(list))
+    resolved: dict[str, dict[str, Any]] = {}
+    for seed, member, model in _half_models(images, labels, seeds, family, n_classes, epochs):
+        for draw in range(draws):
+            gen, gen_labels = _generate(model, n_classes, per_class, 1000 * seed + draw)
+            results = {
+                spec.name: value_images(spec, images, gen, ks[-1], seed=seed * 100 + draw)
+                for spec in variants
+            }
+            for spec in variants:
+                res = results[spec.name]
+                resolved.setdefault(spec.name, _resolved(spec, res))
+                exact = results.get(f"exact:{spec.embedder}")
+                for k in ks:
+                    _score_prefix(samples[spec.name], res, spec, k, labels, gen_labels, member)
+                    if exact is not None and exact is not res and not spec.random:
+                        hit = ix.recall_at_k(res.indices[:, :k], exact.indices[:, :k])
+                        samples[spec.name][f"recall@k={k}"].append(hit)
+    setup = _setup(images, family, seeds, draws, per_class, epochs, ks=ks)
+    setup["variants"] = resolved
+    return {"criterion": "sensitivity", "setup": setup, "valuers": _summarise(samples)}
+
+
+def _score_prefix(
+    out: dict[str, list[float]],
+    res: Any,
+    spec: ValuerSpec,
+    k: int,
+    labels: np.ndarray,
+    gen_labels: np.ndarray,
+    member: np.ndarray,
+) -> None:
+    out[f"c1@k={k}"].append(
+        float(criteria.identical_share(res.indices, labels, gen_labels, k).mean())
+    )
+    values = criteria.values_at_k(res, k, spec.temperature)
+    scores = criteria.membership_scores(values, member)
+    out[f"auroc@k={k}"].append(scores["auroc"])
+    out[f"p_value@k={k}"].append(scores["p_value"])
+
+
+def _resolved(spec: ValuerSpec, res: Any) -> dict[str, Any]:
+    """What a variant actually ran: its spec and the index the valuator built."""
+    index = res.config.get("index", {})
+    keep = ("kind", "factory", "m", "nbits", "nlist", "nprobe", "n_candidates")
+    resolved = {key: index.get(key) for key in keep}
+    if spec.rerank == "none" and resolved["n_candidates"] is not None:
+        resolved["n_candidates"] = res.k  # the index's own top k: nothing is re-ranked
+    return {"spec": spec.to_dict(), "index": resolved}

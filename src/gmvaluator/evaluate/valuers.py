@@ -1,9 +1,14 @@
 """The valuers an evaluation compares: the pipeline under test and its baselines.
 
-A ``ValuerSpec`` names one configuration: embedder, index, distance, temperature and whether
-quality weights the credit; ``random=True`` is the chance baseline (k training items drawn at
-random per generated sample, equal credit). ``value_images`` turns uint8 images into a
-``ValuationResult`` with any spec, so every criterion runs the same way on every baseline.
+A ``ValuerSpec`` names one configuration: embedder, index (and its PQ settings), distance,
+re-rank, temperature and whether quality weights the credit; ``random=True`` is the chance
+baseline (k training items drawn at random per generated sample, equal credit).
+``value_images`` turns uint8 images into a ``ValuationResult`` with any spec, so every criterion
+runs the same way on every baseline.
+
+``rerank="none"`` keeps the recall index's own top k and its own distances (for PQ: distances
+of the compressed codes), as a run with ``--rerank none`` does; ``"exact"`` re-ranks K'
+candidates by the exact distance (the default).
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from gmvaluator import index as ix
 from gmvaluator._io import hash_array
-from gmvaluator.errors import InputError
+from gmvaluator.errors import InputError, check_param
 from gmvaluator.result import ValuationResult
 from gmvaluator.value import Valuator, softmax_credit
 
@@ -29,6 +35,12 @@ class ValuerSpec:
     temperature: float = 1.0
     quality: bool = False
     random: bool = False
+    rerank: str = "exact"
+    #: PQ / IVF settings of the index (None: the documented defaults of ``index.resolve_params``)
+    m: int | None = None
+    nbits: int | None = None
+    nlist: int | None = None
+    nprobe: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -41,6 +53,7 @@ def baselines(default_embedder: str = "pixels") -> list[ValuerSpec]:
         base,
         replace(base, name="exact-nn", index="exact"),
         replace(base, name="ivfpq", index="ivfpq"),
+        replace(base, name="rerank-none", index="ivfpq", rerank="none"),
         replace(base, name="sqeuclidean", metric="sqeuclidean"),
         replace(base, name="quality-on", quality=True),
         replace(base, name="T=0.1", temperature=0.1),
@@ -50,6 +63,41 @@ def baselines(default_embedder: str = "pixels") -> list[ValuerSpec]:
     if default_embedder != "pixels":
         specs.insert(1, replace(base, name="raw-pixels", embedder="pixels"))
     return specs
+
+
+RERANKS = ("exact", "none")
+
+
+def sensitivity_variants(embedders: Any = ("pixels",)) -> list[ValuerSpec]:
+    """The variants of the sensitivity study: PQ settings and re-rank on the first embedder,
+    exact search on every embedder, and the random baseline.
+
+    ``exact:<embedder>`` is exact search (the reference recall is measured against); ``pqMxB``
+    plain PQ with M sub-quantizers of B bits; ``ivfL-...-nprobeP`` IVF-PQ with L lists, P of
+    them probed; ``ivfpq-default`` IVF-PQ with the defaults of ``index.resolve_params``. A
+    ``+rerank`` suffix re-ranks K' = max(10 k, 100) candidates exactly; without it the index's
+    own top k and distances are used. M = 8 and 16 divide the dimensions of every embedder here.
+    """
+    embedders = list(embedders)
+    if not embedders:
+        raise InputError("give at least one embedder for the sensitivity study, e.g. pixels.")
+    first = embedders[0]
+    pq = ValuerSpec("pq", embedder=first, index="pq", m=8, nbits=8, rerank="none")
+    ivf = replace(pq, index="ivfpq", nlist=4, nprobe=1)
+    default = ValuerSpec("ivfpq-default", embedder=first, index="ivfpq", rerank="none")
+    specs = [
+        ValuerSpec(f"exact:{first}", embedder=first, index="exact"),
+        replace(pq, name="pq8x8+rerank", rerank="exact"),
+        replace(pq, name="pq8x8"),
+        replace(pq, name="pq16x8", m=16),
+        replace(pq, name="pq8x4", nbits=4),
+        replace(ivf, name="ivf4-pq8x8-nprobe1+rerank", rerank="exact"),
+        replace(ivf, name="ivf4-pq8x8-nprobe1"),
+        replace(default, name="ivfpq-default+rerank", rerank="exact"),
+        default,
+    ]
+    specs += [ValuerSpec(f"exact:{e}", embedder=e, index="exact") for e in embedders[1:]]
+    return [*specs, ValuerSpec("random", random=True)]
 
 
 _CACHE: dict[tuple[str, str], np.ndarray] = {}
@@ -116,6 +164,7 @@ def value_images(
     """
     if k > len(train_images):
         raise InputError(f"k={k} exceeds the {len(train_images)} training images; lower k.")
+    check_param("ValuerSpec", "rerank", spec.rerank, spec.rerank in RERANKS, f"one of {RERANKS}")
     if spec.random:
         return random_result(len(train_images), len(generated_images), k, seed)
     train, t_train = embed_images(train_images, spec.embedder)
@@ -127,12 +176,39 @@ def value_images(
         index=spec.index,
         metric=spec.metric,
         temperature=spec.temperature,
+        m=spec.m,
+        nbits=spec.nbits,
+        nlist=spec.nlist,
+        nprobe=spec.nprobe,
         random_state=seed,
         recall_sample=200,
     ).fit(train)
     result = valuator.value(gen, quality=quality if spec.quality else None)
+    if spec.rerank == "none":
+        result = _without_rerank(result, valuator, gen)
     timings = {**result.timings, "embed_train_s": t_train, "embed_generated_s": t_gen}
     return replace(result, timings=timings, config={**result.config, "spec": spec.to_dict()})
+
+
+def _without_rerank(
+    result: ValuationResult, valuator: Valuator, generated: np.ndarray
+) -> ValuationResult:
+    """``result`` with the recall index's own top k (no exact re-rank); recall re-measured.
+
+    The recall stored with the result is then recall@k of these lists against exact search,
+    on the same sample of generated samples that ``Valuator.value`` measures.
+    """
+    from types import SimpleNamespace
+
+    from gmvaluator.rerank import rerank_result
+
+    out = rerank_result(result, valuator, None, SimpleNamespace(vectors=generated), "none")
+    n_q = min(valuator.recall_sample, len(generated))
+    rows = np.sort(np.random.default_rng(valuator.random_state).choice(len(generated), n_q, False))
+    x = valuator.fitted_.embeddings
+    q = ix.prepare(generated[rows], valuator.metric, "generated embeddings")
+    _, exact = ix.exact_search(x, q, valuator.k, valuator.metric)
+    return replace(out, recall=ix.recall_at_k(out.indices[rows], exact), recall_queries=n_q)
 
 
 def random_result(n: int, m: int, k: int, seed: int = 0) -> ValuationResult:

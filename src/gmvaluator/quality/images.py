@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from gmvaluator.embed._deps import dist_version, require
+from gmvaluator.embed._deps import dist_version, import_optional, require
 from gmvaluator.errors import InputError, MissingDependencyError, check_param
 
 MANIQA_WEIGHTS_ENV = "GMVALUATOR_MANIQA_WEIGHTS"
@@ -192,7 +192,7 @@ class ManiqaScorer(_ImageScorer):
 
 @functools.lru_cache(maxsize=2)
 def _maniqa_metric(weights: str, device: str) -> Any:
-    import pyiqa
+    pyiqa = import_optional("pyiqa", "pyiqa", "the maniqa quality score")
 
     return pyiqa.create_metric("maniqa", device=device, pretrained_model_path=weights)
 

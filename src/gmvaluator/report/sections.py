@@ -101,9 +101,12 @@ def samples(
     )
     if near_copy is not None:
         flagged = int(run.attributions["flag"].to_numpy().reshape(-1, run.k).any(axis=1).sum())
+        rec = run.run.get("near_copy") or {}
+        space = rec.get("space", "run") if rec.get("threshold") == near_copy else "run"
+        where = "" if space == "run" else f" in {esc(str(space))} copy-detection descriptors"
         note += (
-            f" Matches at a distance of at most {num(near_copy, fixed=True)} are flagged as near "
-            f"copies: {count(flagged)} generated samples have one."
+            f" Matches at a distance of at most {num(near_copy, fixed=True)}{where} are flagged "
+            f"as near copies: {count(flagged)} generated samples have one."
         )
     parts = ['<h2 id="samples">Generated samples and their contributors</h2>']
     parts.append(f'<p class="note">{note}</p>')
