@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Install everything (scripts/setup.sh) and run the linters and the test suite.
+# Install everything (scripts/setup.sh) and run the linters and the test suite, then the tests of
+# the timm: and open_clip: embedders in their own environment (scripts/test-vision.sh; skip them
+# with GMVALUATOR_SKIP_VISION=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh all,dev
@@ -7,3 +9,6 @@ export OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench
 .venv/bin/python -m pytest -q "$@"
+if [ -z "${GMVALUATOR_SKIP_VISION:-}" ]; then
+  scripts/test-vision.sh
+fi
