@@ -18,8 +18,9 @@ threshold are recorded with the run.
   calibration sample instead of a pass over the whole training set.
 - ``run``: the run's own embedding space and metric, as above.
 - ``sscd`` / ``sscd-distilled``: descriptors of *every* training item (a second embedding pass
-  over the training set: 311 ms per image for int8 SSCD, 75 ms for the distilled model, measured
-  on one core here), calibrated exactly on the training set's own nearest neighbours.
+  over the training set: about 93 ms per image for int8 SSCD and 16 ms for the distilled model
+  here, bench/results/embed_throughput.json), calibrated exactly on the training set's own
+  nearest neighbours.
 
 On matched items the calibration sees only each sampled training item's ``NEIGHBOURS`` nearest
 other items in the run's space: the nearest of them in descriptor space stands for its nearest
