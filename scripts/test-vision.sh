@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Run the tests of the timm: and open_clip: embedders against the real libraries, in a second
-# environment (.venv-vision). Both libraries import torchvision, and PyPI's torchvision does not
-# import beside the CPU torch that .venv pins, so this one takes torch 2.14.1 with torchvision
-# 0.29.1 (a CUDA build, about 6 GB in all, that runs on the CPU). Idempotent like setup.sh.
+# Run the tests of the timm: and open_clip: embedders, --rerank dreamsim and --quality maniqa
+# (pyiqa) against the real libraries, in a second environment (.venv-vision). They all import
+# torchvision, and PyPI's torchvision does not import beside the CPU torch that .venv pins, so
+# this one takes torch 2.14.1 with torchvision 0.29.1 (a CUDA build, about 6 GB in all, that
+# runs on the CPU). Idempotent like setup.sh.
 #   scripts/test-vision.sh              the vision tests
 #   scripts/test-vision.sh -k timm      extra arguments go to pytest
 set -euo pipefail
@@ -18,8 +19,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip
   # Pinned first, and named again beside the rest so that nothing they require replaces them.
   "$VENV/bin/python" -m pip install -q "${TORCH[@]}"
-  "$VENV/bin/python" -m pip install -q -e ".[timm,open_clip]" timm open_clip_torch \
-    "pytest>=8" "hypothesis>=6.100" "${TORCH[@]}"
+  "$VENV/bin/python" -m pip install -q -e ".[timm,open_clip]" timm open_clip_torch dreamsim \
+    pyiqa "pytest>=8" "hypothesis>=6.100" "${TORCH[@]}"
   "$VENV/bin/python" -c "import open_clip, timm, torch, torchvision
 print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'timm',
       timm.__version__, 'open_clip', open_clip.__version__)" >&2
@@ -30,6 +31,7 @@ fi
 export OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1
 start=$SECONDS
 status=0
-"$VENV/bin/python" -m pytest -q tests/embed/test_hub_vision.py "$@" || status=$?
+"$VENV/bin/python" -m pytest -q tests/embed/test_hub_vision.py \
+  tests/embed/test_perceptual_vision.py "$@" || status=$?
 echo "vision tests ran in $((SECONDS - start)) s" >&2
 exit "$status"

@@ -15,14 +15,18 @@ where f_l are the channel-normalised activations of five layers of an ImageNet b
   package ships (``weights/v0.1/alex.pth``), found without importing the package, so
   ``pip install --no-deps lpips`` is enough.
 
-DreamSim runs through the ``dreamsim`` package, from a folder its own download populated.
+DreamSim runs through the ``dreamsim`` package, from a folder its own download populated:
+``ensemble_lora/``, the three ``*_pretrain.pth*`` files, and what it fetches through torch.hub
+into the same folder (``facebookresearch_dino_main/``, ``checkpoints/dino_vitbase16_pretrain.pth``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -270,7 +274,12 @@ def dreamsim_distance(weights: Path) -> Any:
     import torch
     from dreamsim import dreamsim
 
-    model, preprocess = dreamsim(pretrained=True, cache_dir=str(weights), device="cpu")
+    hub = torch.hub.get_dir()
+    try:  # it prints where it reads from: keep stdout for the run's summary
+        with contextlib.redirect_stdout(sys.stderr):
+            model, preprocess = dreamsim(pretrained=True, cache_dir=str(weights), device="cpu")
+    finally:  # it points torch.hub at cache_dir, where LPIPS would then look for its backbone
+        torch.hub.set_dir(hub)
 
     def dist(a: Image.Image, b: Image.Image) -> float:
         with torch.inference_mode():

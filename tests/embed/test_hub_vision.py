@@ -6,32 +6,21 @@ environment; scripts/test-vision.sh runs this file in one where it does (.venv-v
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from vision_env import import_or_skip
 
 from gmvaluator.embed import get_embedder
 from gmvaluator.errors import InputError, MissingDependencyError
 
-
-def _import_or_skip(name: str):  # type: ignore[no-untyped-def]
-    try:
-        return importlib.import_module(name)
-    except Exception as e:  # PyPI's torchvision raises RuntimeError beside another torch build
-        pytest.skip(
-            f"needs timm, open_clip and torchvision beside torch: run "
-            f"scripts/test-vision.sh ({name}: {type(e).__name__}: {e})",
-            allow_module_level=True,
-        )
-
-
-torch = _import_or_skip("torch")
-torchvision = _import_or_skip("torchvision")
-timm = _import_or_skip("timm")
-open_clip = _import_or_skip("open_clip")
+NEEDS = "timm, open_clip"
+torch = import_or_skip("torch", NEEDS)
+torchvision = import_or_skip("torchvision", NEEDS)
+timm = import_or_skip("timm", NEEDS)
+open_clip = import_or_skip("open_clip", NEEDS)
 from safetensors.torch import save_file  # noqa: E402
 from torchvision import transforms  # noqa: E402
 
