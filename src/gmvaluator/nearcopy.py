@@ -359,9 +359,9 @@ def calibrate_matched(
     kn = min(n, neighbours + 1)
     _, cand = valuator.candidates(np.asarray(x[rows], dtype=np.float32), kn, exact=True)
     valid = (cand >= 0) & (cand != rows[:, None])
-    full = (lambda r: r) if keep is None else (lambda r: np.asarray(keep)[r])
     uniq = np.unique(np.concatenate([rows, cand[valid]]))
-    vecs = ix.prepare(describe(full(uniq)), "cosine", "training descriptors")
+    source_rows = uniq if keep is None else np.asarray(keep)[uniq]
+    vecs = ix.prepare(describe(source_rows), "cosine", "training descriptors")
     own = vecs[np.searchsorted(uniq, rows)]
     other = vecs[np.searchsorted(uniq, np.where(valid, cand, rows[:, None]))]
     dist = 1.0 - np.einsum("sd,skd->sk", own.astype(np.float64), other.astype(np.float64))

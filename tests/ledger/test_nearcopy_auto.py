@@ -44,7 +44,7 @@ def _zoom(tile: Image.Image) -> Image.Image:
 
 
 @pytest.fixture(scope="module")
-def photo_run(tmp_path_factory, value_run):
+def sscd_available() -> None:
     from gmvaluator.embed import get_embedder
     from gmvaluator.errors import MissingDependencyError
 
@@ -52,6 +52,10 @@ def photo_run(tmp_path_factory, value_run):
         get_embedder("sscd-distilled")
     except MissingDependencyError as exc:
         pytest.skip(f"SSCD is not available: {exc}")
+
+
+@pytest.fixture(scope="module")
+def photo_run(tmp_path_factory, value_run, sscd_available):
     root = tmp_path_factory.mktemp("photos")
     (root / "train").mkdir()
     (root / "gen").mkdir()
@@ -135,7 +139,7 @@ def test_auto_keeps_small_images_and_other_kinds_in_the_run_space():
         nearcopy.choose_space("lpips", ("image",))
 
 
-def test_row_descriptors_embed_each_row_once_and_reuse_the_cache(tmp_path, photo_run):
+def test_row_descriptors_embed_each_row_once_and_reuse_the_cache(tmp_path, sscd_available):
     from gmvaluator.embed import get_embedder
     from gmvaluator.embed.cache import open_cache
     from gmvaluator.sources import load_source
