@@ -1,8 +1,8 @@
 """The fixed valuations whose outputs are stored under ``tests/golden/expected``.
 
 Each case is a list of command lines; ``inputs(folder)`` writes the inputs they read (real
-digits, real fortunes). ``python tests/golden/golden_cases.py OUT`` writes the expected outputs again,
-which only a deliberate change of results should do.
+digits, real fortunes). ``python tests/golden/golden_cases.py OUT`` writes the expected outputs
+again, which only a deliberate change of results should do.
 """
 
 from __future__ import annotations

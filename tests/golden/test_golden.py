@@ -1,11 +1,11 @@
-"""The fixed valuations of ``cases.py`` still write the values and attributions stored before."""
+"""The fixed valuations of ``golden_cases.py`` still write the values and attributions stored
+before."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
-
 from golden_cases import COMPARED, EXPECTED, run_cases
 
 
