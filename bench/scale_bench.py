@@ -101,7 +101,7 @@ def search_table(x: np.ndarray, q: np.ndarray) -> dict[str, Any]:
     from sklearn.neighbors import NearestNeighbors
 
     from gmvaluator import Valuator
-    from gmvaluator import index as ix
+    from gmvaluator.search import index as ix
 
     n, d = x.shape
     truth, t_np = timed(lambda: numpy_exact(x, q, K))
@@ -191,7 +191,7 @@ def _measured_total(x: np.ndarray, m: int, subset: int) -> dict[str, Any]:
     from sklearn.neighbors import NearestNeighbors
 
     from gmvaluator import Valuator
-    from gmvaluator import index as ix
+    from gmvaluator.search import index as ix
 
     q = clustered(m, seed=99)
     sub = q[:subset]
@@ -236,7 +236,7 @@ _CHILD = """
 import json, sys, threading, time
 import numpy as np
 from gmvaluator import Valuator
-from gmvaluator import index as ix
+from gmvaluator.search import index as ix
 ix.AUTO_EXACT_MAX = 0  # the approximate branch of auto at every n
 peak = [0]
 def watch():
@@ -331,7 +331,7 @@ def ray_table(x: np.ndarray, q: np.ndarray) -> dict[str, Any]:
     import ray
 
     from gmvaluator import Valuator
-    from gmvaluator.distributed import RayEngine
+    from gmvaluator.engines.ray import RayEngine
 
     with tempfile.TemporaryDirectory() as tmp:
         v = Valuator(k=K, index="exact").fit(x, store=tmp)

@@ -37,7 +37,7 @@ from PIL import Image
 
 def make_run(root: Path) -> Path:
     from gmvaluator.config import ValueConfig
-    from gmvaluator.pipeline import run_value
+    from gmvaluator.run.pipeline import run_value
 
     run = root / "run"
     cfg = ValueConfig(embedder="pixels", k=10)
@@ -136,7 +136,7 @@ def main() -> None:
     args = ap.parse_args()
     from threadpoolctl import threadpool_info
 
-    from gmvaluator.service import Attributor
+    from gmvaluator.service.attributor import Attributor
 
     with tempfile.TemporaryDirectory() as tmp:
         run = args.run or make_run(Path(tmp))

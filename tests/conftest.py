@@ -1,4 +1,5 @@
-"""Shared fixtures: real data, small and seeded."""
+"""Shared fixtures: real data, small and seeded; the CLI in process; runs over owned digits
+(contributors, licences, opt-outs); a private PostgreSQL server on loopback."""
 
 from __future__ import annotations
 
@@ -12,8 +13,17 @@ if "GMVALUATOR_CACHE" not in os.environ:
 
     os.environ["GMVALUATOR_CACHE"] = tempfile.mkdtemp(prefix="gmvaluator-test-cache-")
 
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
+from typer.testing import CliRunner
+
+from gmvaluator.cli import app
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +46,126 @@ def fashion_test_pixels() -> np.ndarray:
         pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
     ds = load_source("builtin:fashion-mnist:test[:6000]")
     return np.asarray(ds.items.array, dtype=np.float32).reshape(len(ds), -1) / 255.0
+
+
+runner = CliRunner()
+N_TRAIN = 1500
+
+
+def invoke(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """Run the command line in process: ``cli("value", "--train", ...)``."""
+    return invoke
+
+
+@pytest.fixture(scope="session")
+def owned_digits(tmp_path_factory) -> Path:
+    """The first 1,500 real digits as an .npz with contributor, licence and opt_out columns.
+
+    Ten contributors own the digits round-robin; every 7th digit is opted out.
+    """
+    from gmvaluator.sources import load_source
+
+    ds = load_source(f"builtin:digits[:{N_TRAIN}]")
+    rows = np.arange(N_TRAIN)
+    path = tmp_path_factory.mktemp("sources") / "owned.npz"
+    np.savez(
+        path,
+        images=np.asarray(ds.items.array),
+        ids=np.asarray(ds.ids),
+        labels=np.asarray(ds.labels),
+        contributors=np.array([f"c{i % 10}" for i in rows]),
+        licence=np.where(rows % 2 == 0, "cc-by", "cc0"),
+        opt_out=rows % 7 == 3,
+    )
+    return path
+
+
+def _value_run(out: Path, train: object, generated: str, *extra: object):
+    res = invoke(
+        "value", "--train", train, "--generated", generated, "--out", out,
+        "--embedder", "pixels", "--k", "5", "--index", "exact", "--quiet", *extra,
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    return res
+
+
+@pytest.fixture(scope="session")
+def value_run():
+    """``value_run(out, train, generated, *flags)``: a run that must succeed (pixels, k=5,
+    exact index unless ``flags`` say otherwise)."""
+    return _value_run
+
+
+# -- PostgreSQL -----------------------------------------------------------------------------------
+def _pg_bindir() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+def _install_postgresql() -> None:
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "postgresql"],
+        check=False,
+        env=env,
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A private PostgreSQL cluster on 127.0.0.1 and a free port; yields its base URL.
+
+    Installs Debian's ``postgresql`` when it is missing and we are root; PostgreSQL refuses to
+    run as root, so the cluster then belongs to the ``postgres`` user.
+    """
+    pytest.importorskip("psycopg")
+    if _pg_bindir() is None:
+        _install_postgresql()
+    bindir = _pg_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql) and cannot be")
+    prefix: list[str] = []
+    data = Path(tempfile.mkdtemp(prefix="gmvaluator-pg-"))
+    if os.geteuid() == 0:
+        prefix = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(data, "postgres", "postgres")
+    port = _free_port()
+
+    def pg(*args: str) -> None:
+        subprocess.run([*prefix, *args], check=True, capture_output=True, timeout=120)
+
+    pg(str(bindir / "initdb"), "-D", str(data / "db"), "-U", "postgres", "-A", "trust",
+       "-E", "UTF8", "--locale=C", "--no-sync")  # fmt: skip
+    opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {data} -c fsync=off"
+    pg(str(bindir / "pg_ctl"), "-D", str(data / "db"), "-o", opts, "-l", str(data / "log"),
+       "-w", "-t", "60", "start")  # fmt: skip
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}"
+    finally:
+        pg(str(bindir / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture()
+def postgres_url(postgres_server) -> str:
+    """A fresh database on the private server, for one test."""
+    import psycopg
+
+    name = f"t{time.monotonic_ns()}"
+    with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return f"{postgres_server}/{name}"

@@ -10,9 +10,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "GMValuatorError": "gmvaluator.errors",
     "InputError": "gmvaluator.errors",
-    "ValuationResult": "gmvaluator.result",
-    "Valuator": "gmvaluator.value",
-    "softmax_credit": "gmvaluator.value",
+    "ValuationResult": "gmvaluator.core.result",
+    "Valuator": "gmvaluator.core.valuator",
+    "softmax_credit": "gmvaluator.core.valuator",
     "ValueConfig": "gmvaluator.config",
     "load_source": "gmvaluator.sources",
     "get_embedder": "gmvaluator.embed",

@@ -16,8 +16,8 @@ class ValueConfig:
 
     ``embedder`` None picks the default for the source kind (efficientnet-lite0 for images,
     minilm for text, precomputed for embeddings). Index settings left None are resolved by
-    ``gmvaluator.index.resolve_params`` and the resolved values are recorded in the run.
-    ``rerank`` picks the distance d_ij (``gmvaluator.rerank``); ``quality_norm`` how quality
+    ``gmvaluator.search.index.resolve_params`` and the resolved values are recorded in the run.
+    ``rerank`` picks the distance d_ij (``gmvaluator.core.rerank``); ``quality_norm`` how quality
     scores become q_j (``gmvaluator.quality.normalize``).
     """
 

@@ -118,7 +118,7 @@ def dreamsim_weights(tmp_path_factory):  # type: ignore[no-untyped-def]
 def test_dreamsim_rerank_distance_is_the_packages_own(
     dreamsim_weights, photos, monkeypatch, keep_torch_hub_dir, capsys
 ):
-    from gmvaluator.rerank import check_rerank, perceptual_model
+    from gmvaluator.core.rerank import check_rerank, perceptual_model
 
     monkeypatch.setenv("GMVALUATOR_DREAMSIM_WEIGHTS", str(dreamsim_weights))
     check_rerank("dreamsim")

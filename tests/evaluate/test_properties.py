@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from gmvaluator.value import Valuator, softmax_credit
+from gmvaluator.core.valuator import Valuator, softmax_credit
 
 distances = arrays(
     np.float64,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from gmvaluator.errors import InputError
-from gmvaluator.generators.gmm import ClassGMM, train_gmm
-from gmvaluator.generators.reference import load_reference, reference_loss
+from gmvaluator.evaluate.generators.gmm import ClassGMM, train_gmm
+from gmvaluator.evaluate.generators.reference import load_reference, reference_loss
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_save_load_round_trip_and_tamper_check(gmm, digits_images, tmp_path):
 
 @pytest.mark.parametrize("family", ["gan", "diffusion"])
 def test_torch_families_are_seeded_and_reload_identically(family, digits_images, tmp_path):
-    from gmvaluator.generators.reference import train_reference
+    from gmvaluator.evaluate.generators.reference import train_reference
 
     x, y = digits_images
     model = train_reference(family, x[:200], y[:200], n_classes=10, seed=3, epochs=2)
@@ -62,7 +62,7 @@ def test_torch_families_are_seeded_and_reload_identically(family, digits_images,
 
 
 def test_diffusion_loss_is_seeded_and_a_gan_has_none(digits_images):
-    from gmvaluator.generators.reference import train_reference
+    from gmvaluator.evaluate.generators.reference import train_reference
 
     x, y = digits_images
     diffusion = train_reference("diffusion", x[:200], y[:200], n_classes=10, epochs=2)

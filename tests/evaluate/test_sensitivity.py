@@ -9,7 +9,7 @@ from gmvaluator.errors import InputError
 from gmvaluator.evaluate import ValuerSpec, baselines, sensitivity_variants, value_images
 from gmvaluator.evaluate import experiments as ex
 from gmvaluator.evaluate.criteria import values_at_k
-from gmvaluator.generators.reference import train_reference
+from gmvaluator.evaluate.generators.reference import train_reference
 
 KS = (1, 10, 30)
 

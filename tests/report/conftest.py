@@ -105,7 +105,7 @@ def build_synthetic_run(path: Path, n: int, m: int, k: int, seed: int = 0) -> Pa
     ``n // 200`` contributors, as a large real run would have.
     """
     from gmvaluator._io import save_npy, write_json
-    from gmvaluator.result import ValuationResult
+    from gmvaluator.core.result import ValuationResult
 
     rng = np.random.default_rng(seed)
     path.mkdir(parents=True)

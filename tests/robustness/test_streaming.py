@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from gmvaluator.config import ValueConfig
-from gmvaluator.pipeline import run_value
+from gmvaluator.run.pipeline import run_value
 from gmvaluator.sources import content_hash, load_source
 
 
@@ -50,7 +50,7 @@ def test_run_keeps_embeddings_memory_mapped(tmp_path):
                     progress=False)  # fmt: skip
     assert isinstance(out.train.vectors, np.memmap)
     assert isinstance(out.generated.vectors, np.memmap)
-    from gmvaluator.value import Valuator
+    from gmvaluator.core.valuator import Valuator
 
     reopened = Valuator.load(tmp_path / "run" / "index")
     assert isinstance(reopened.fitted_.embeddings, np.memmap)

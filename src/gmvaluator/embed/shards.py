@@ -6,7 +6,7 @@
     FOLDER/all.npy             every shard's vectors joined, memory-mapped by later stages
 
 Vectors are stored as float32, or as float16 (``dtype``) to halve the files and the page cache
-they take; readers convert each block they read to float32 (``gmvaluator.index.prepare``).
+they take; readers convert each block they read to float32 (``gmvaluator.search.index.prepare``).
 
 A shard counts as finished only once its JSON exists (written after the vectors, atomically),
 so a run killed at any point resumes from the last finished shard and redoes nothing else.

@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from gmvaluator.core.result import ValuationResult
+from gmvaluator.core.valuator import softmax_credit
 from gmvaluator.errors import InputError
 from gmvaluator.evaluate import stats
-from gmvaluator.result import ValuationResult
-from gmvaluator.value import softmax_credit
 
 
 def identical_class_share(

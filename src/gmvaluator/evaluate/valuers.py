@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from gmvaluator import index as ix
 from gmvaluator._io import hash_array
+from gmvaluator.core.result import ValuationResult
+from gmvaluator.core.valuator import Valuator, softmax_credit
 from gmvaluator.errors import InputError, check_param
-from gmvaluator.result import ValuationResult
-from gmvaluator.value import Valuator, softmax_credit
+from gmvaluator.search import index as ix
 
 
 @dataclass(frozen=True)
@@ -200,7 +200,7 @@ def _without_rerank(
     """
     from types import SimpleNamespace
 
-    from gmvaluator.rerank import rerank_result
+    from gmvaluator.core.rerank import rerank_result
 
     out = rerank_result(result, valuator, None, SimpleNamespace(vectors=generated), "none")
     n_q = min(valuator.recall_sample, len(generated))
