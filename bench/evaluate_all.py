@@ -19,10 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gmvaluator._io import write_json
 from gmvaluator.evaluate import ValuerSpec, baselines, group_labels, sensitivity_variants
 from gmvaluator.evaluate import experiments as ex
 from gmvaluator.evaluate.data import groups_for, load_images
+from gmvaluator.files import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -101,7 +101,8 @@ def search_table(x: np.ndarray, q: np.ndarray) -> dict[str, Any]:
     from sklearn.neighbors import NearestNeighbors
 
     from gmvaluator import Valuator
-    from gmvaluator.search import index as ix
+    from gmvaluator import search as ix
+    from gmvaluator.search import params as ix_params
 
     n, d = x.shape
     truth, t_np = timed(lambda: numpy_exact(x, q, K))
@@ -111,13 +112,13 @@ def search_table(x: np.ndarray, q: np.ndarray) -> dict[str, Any]:
     nn = NearestNeighbors(n_neighbors=K, algorithm="brute", metric="cosine").fit(x)
     sk_q = q[: min(len(q), 1000)]
     (_, i_sk), t_sk = timed(lambda: nn.kneighbors(sk_q))
-    old = ix.AUTO_EXACT_MAX
-    ix.AUTO_EXACT_MAX = 0  # force the approximate branch of auto at this n
+    old = ix_params.AUTO_EXACT_MAX
+    ix_params.AUTO_EXACT_MAX = 0  # force the approximate branch of auto at this n
     v, t_build = timed(lambda: Valuator(k=K, index="auto").fit(x))
-    ix.AUTO_EXACT_MAX = old
-    f = v.fitted_
-    (_, i_ivf), t_ivf = timed(lambda: ix.search(f.index, f.embeddings, q, K, f.params), 3)
-    (_, i_raw), t_raw = timed(lambda: f.index.search(q, f.params.n_candidates or K), 3)
+    ix_params.AUTO_EXACT_MAX = old
+    index, p = v.faiss_index_, v.index_params_
+    (_, i_ivf), t_ivf = timed(lambda: ix.search(index, v.embeddings_, q, K, p), 3)
+    (_, i_raw), t_raw = timed(lambda: index.search(q, p.n_candidates or K), 3)
     calls = []
     for _ in range(2):  # value() also measures recall: leave that out, within the same call
         r, t_value = timed(lambda: v.value(q))
@@ -145,7 +146,7 @@ def search_table(x: np.ndarray, q: np.ndarray) -> dict[str, Any]:
         "queries_per_s": rate,
         "recall_at_10": recall,
         "ivfpq_build_s": t_build,
-        "ivfpq_params": f.params.to_dict(),
+        "ivfpq_params": p.to_dict(),
         "exact_faiss_gflops": flops / 1e9,
         "pipeline_overhead_vs_search_with_rerank": t_pipeline / t_ivf,
         # the same call's own search time: free of the load changing between two calls
@@ -191,7 +192,8 @@ def _measured_total(x: np.ndarray, m: int, subset: int) -> dict[str, Any]:
     from sklearn.neighbors import NearestNeighbors
 
     from gmvaluator import Valuator
-    from gmvaluator.search import index as ix
+    from gmvaluator import search as ix
+    from gmvaluator.search import params as ix_params
 
     q = clustered(m, seed=99)
     sub = q[:subset]
@@ -202,10 +204,10 @@ def _measured_total(x: np.ndarray, m: int, subset: int) -> dict[str, Any]:
     flat = faiss.IndexFlatIP(x.shape[1])
     _, t_flat_add = timed(lambda: flat.add(x))
     (_, i_flat), t_flat = timed(lambda: flat.search(sub, K))
-    old = ix.AUTO_EXACT_MAX
-    ix.AUTO_EXACT_MAX = 0  # the approximate branch of auto at this n
+    old = ix_params.AUTO_EXACT_MAX
+    ix_params.AUTO_EXACT_MAX = 0  # the approximate branch of auto at this n
     v, t_fit = timed(lambda: Valuator(k=K, index="auto").fit(x))
-    ix.AUTO_EXACT_MAX = old
+    ix_params.AUTO_EXACT_MAX = old
     r, t_value = timed(lambda: v.value(q))
     t_ours = t_fit + t_value - r.timings["recall_s"]
     sk_total = t_sk_fit + t_sk * m / len(sub)
@@ -236,8 +238,8 @@ _CHILD = """
 import json, sys, threading, time
 import numpy as np
 from gmvaluator import Valuator
-from gmvaluator.search import index as ix
-ix.AUTO_EXACT_MAX = 0  # the approximate branch of auto at every n
+from gmvaluator.search import params as ix_params
+ix_params.AUTO_EXACT_MAX = 0  # the approximate branch of auto at every n
 peak = [0]
 def watch():
     while True:
@@ -337,7 +339,7 @@ def ray_table(x: np.ndarray, q: np.ndarray) -> dict[str, Any]:
         v = Valuator(k=K, index="exact").fit(x, store=tmp)
         local, t_local = timed(lambda: v.value(q))
         (_, t_init) = timed(lambda: ray.init(num_cpus=2, include_dashboard=False))
-        remote, t_ray = timed(lambda: RayEngine(ray, 2).value(v, q))
+        remote, t_ray = timed(lambda: v.value(q, search=RayEngine(ray, 2).search))
         ray.shutdown()
     same = float(np.abs(remote.values - local.values).max())
     return {

@@ -10,9 +10,11 @@ __version__ = "0.1.0"
 _LAZY = {
     "GMValuatorError": "gmvaluator.errors",
     "InputError": "gmvaluator.errors",
+    "NotFittedError": "gmvaluator.errors",
     "ValuationResult": "gmvaluator.core.result",
     "Valuator": "gmvaluator.core.valuator",
-    "softmax_credit": "gmvaluator.core.valuator",
+    "CreditRule": "gmvaluator.core.credit",
+    "softmax_credit": "gmvaluator.core.credit",
     "ValueConfig": "gmvaluator.config",
     "load_source": "gmvaluator.sources",
     "get_embedder": "gmvaluator.embed",

@@ -1,13 +1,37 @@
-"""Settings of a valuation run: defaults < TOML file < command-line flags."""
+"""Settings of a valuation run: defaults < TOML file < command-line flags.
+
+``ValueConfig`` is the one declaration of each setting: its default, its help text and, where
+there are, its choices (dataclass field metadata). The command line (``gmvaluator.cli``), the
+TOML ``[value]`` table, a finished run's ``config.json`` and the ``Valuator``'s defaults all
+derive from it.
+"""
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass, fields, replace
+from collections.abc import Sequence
+from dataclasses import Field, asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gmvaluator.errors import InputError
+
+T = TypeVar("T")
+
+
+def _setting(
+    default: T,
+    about: str,
+    *,
+    choices: Sequence[str] = (),
+    shown: str | None = None,
+    valuator: str | None = None,
+) -> T:
+    """A field of ``ValueConfig``: ``about`` (one phrase for help; the choices are added),
+    ``shown`` (the default as ``--help`` shows it, when None stands for something), and the
+    ``Valuator`` parameter that it sets, if any."""
+    meta = {"help": about, "choices": tuple(choices), "shown": shown, "valuator": valuator}
+    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
@@ -16,50 +40,118 @@ class ValueConfig:
 
     ``embedder`` None picks the default for the source kind (efficientnet-lite0 for images,
     minilm for text, precomputed for embeddings). Index settings left None are resolved by
-    ``gmvaluator.search.index.resolve_params`` and the resolved values are recorded in the run.
+    ``gmvaluator.search.resolve_params`` and the resolved values are recorded in the run.
     ``rerank`` picks the distance d_ij (``gmvaluator.core.rerank``); ``quality_norm`` how quality
     scores become q_j (``gmvaluator.quality.normalize``).
     """
 
-    embedder: str | None = None
-    batch_size: int = 64
-    k: int = 10
-    index: str = "auto"
-    metric: str = "cosine"
-    temperature: float = 1.0
-    m: int | None = None
-    nbits: int | None = None
-    nlist: int | None = None
-    nprobe: int | None = None
-    n_candidates: int | None = None
-    recall_sample: int = 1000
-    target_recall: float = 0.99
-    seed: int = 0
-    text_column: str | None = None
-    shard_size: int = 4096
-    #: How embedding shards are stored: float32, or float16 for half the disk and page cache.
-    embedding_dtype: str = "float32"
-    rerank: str = "exact"
-    quality_norm: str = "raw"
+    embedder: str | None = _setting(
+        None,
+        "Embedder, e.g. pixels, efficientnet-lite0, minilm or precomputed",
+        shown="by source kind",
+    )
+    batch_size: int = _setting(64, "Embedding batch size")
+    k: int = _setting(10, "Training matches per generated sample", valuator="k")
+    index: str = _setting(
+        "auto",
+        "Index that recalls the candidates (each followed by an exact re-rank)",
+        choices=("auto", "exact", "pq", "ivfpq"),
+        valuator="index",
+    )
+    metric: str = _setting(
+        "cosine",
+        "Distance of the embeddings",
+        choices=("cosine", "sqeuclidean"),
+        valuator="metric",
+    )
+    temperature: float = _setting(1.0, "Softmax temperature T", valuator="temperature")
+    m: int | None = _setting(None, "PQ sub-vectors", shown="by dimension", valuator="m")
+    nbits: int | None = _setting(
+        None, "Bits per PQ code", shown="8, fewer for few items", valuator="nbits"
+    )
+    nlist: int | None = _setting(None, "IVF lists", shown="about 4 sqrt(n)", valuator="nlist")
+    nprobe: int | None = _setting(
+        None, "IVF lists probed per query", shown="nlist / 8; tuned by auto", valuator="nprobe"
+    )
+    n_candidates: int | None = _setting(
+        None,
+        "K': candidates re-ranked exactly (PQ) or by a perceptual re-rank",
+        shown="max(10k, 100)",
+        valuator="n_candidates",
+    )
+    recall_sample: int = _setting(
+        1000, "Generated samples on which recall@k is measured", valuator="recall_sample"
+    )
+    target_recall: float = _setting(
+        0.99, "index auto: recall@k to tune the index to", valuator="target_recall"
+    )
+    seed: int = _setting(0, "Random seed", valuator="random_state")
+    text_column: str | None = _setting(None, "Text column of Parquet/JSONL")
+    shard_size: int = _setting(4096, "Items per embedding shard (what a killed run resumes)")
+    embedding_dtype: str = _setting(
+        "float32",
+        "Number type of the stored embeddings (float16 halves disk and page cache)",
+        choices=("float32", "float16"),
+    )
+    rerank: str = _setting(
+        "exact",
+        "Re-rank that measures the distance d_ij",
+        choices=("exact", "none", "sscd", "sscd-distilled", "lpips", "dreamsim"),
+    )
+    quality_norm: str = _setting(
+        "raw",
+        "How quality scores become q_j",
+        choices=("raw", "minmax", "rank", "divide-by-max"),
+    )
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> ValueConfig:
+        """The configuration recorded in a run's ``config.json`` (other keys are ignored)."""
+        return cls(**{f.name: settings[f.name] for f in fields(cls) if f.name in settings})
 
     def valuator_params(self) -> dict[str, Any]:
+        """The ``Valuator`` parameters these settings give."""
         return {
-            "k": self.k,
-            "index": self.index,
-            "metric": self.metric,
-            "temperature": self.temperature,
-            "m": self.m,
-            "nbits": self.nbits,
-            "nlist": self.nlist,
-            "nprobe": self.nprobe,
-            "n_candidates": self.n_candidates,
-            "recall_sample": self.recall_sample,
-            "target_recall": self.target_recall,
-            "random_state": self.seed,
+            f.metadata["valuator"]: getattr(self, f.name)
+            for f in fields(self)
+            if f.metadata["valuator"] is not None
         }
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def setting(name: str) -> Field[Any]:
+    """The declaration of setting ``name`` (a field of ``ValueConfig``)."""
+    try:
+        return _FIELDS[name]
+    except KeyError:
+        raise InputError(
+            f"unknown setting {name!r}; known settings are {sorted(_FIELDS)}."
+        ) from None
+
+
+def choices(name: str) -> tuple[str, ...]:
+    """The values setting ``name`` may take (empty: any of its type)."""
+    return tuple(setting(name).metadata["choices"])
+
+
+def help_text(name: str) -> str:
+    """One sentence on setting ``name``, with its choices."""
+    meta = setting(name).metadata
+    text = meta["help"]
+    if meta["choices"]:
+        *first, last = meta["choices"]
+        text += f": {', '.join(first)} or {last}" if first else f": {last}"
+    return text + "."
+
+
+def shown_default(name: str) -> str | None:
+    """The default of setting ``name`` as help shows it (None: nothing to show)."""
+    f = setting(name)
+    if f.metadata["shown"] is not None:
+        return str(f.metadata["shown"])
+    return None if f.default is None else str(f.default)
 
 
 def load_config(path: str | Path | None = None, **flags: Any) -> ValueConfig:
@@ -68,7 +160,7 @@ def load_config(path: str | Path | None = None, **flags: Any) -> ValueConfig:
     if path is not None:
         cfg = replace(cfg, **_read_toml(Path(path)))
     given = {key: v for key, v in flags.items() if v is not None}
-    unknown = sorted(set(given) - {f.name for f in fields(ValueConfig)})
+    unknown = sorted(set(given) - set(_FIELDS))
     if unknown:
         raise InputError(f"unknown settings {unknown}.")
     return replace(cfg, **given)
@@ -82,11 +174,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"config file {path} is not valid TOML: {exc}.") from exc
     table = data.get("value", data)
-    known = {f.name: f for f in fields(ValueConfig)}
-    unknown = sorted(set(table) - set(known))
+    unknown = sorted(set(table) - set(_FIELDS))
     if unknown:
         raise InputError(
-            f"config file {path} has unknown keys {unknown}; known keys are {sorted(known)}."
+            f"config file {path} has unknown keys {unknown}; known keys are {sorted(_FIELDS)}."
         )
     return dict(table)
 
@@ -94,3 +185,6 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def diff_settings(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Keys whose values differ between two settings dictionaries."""
     return sorted(key for key in set(old) | set(new) if old.get(key) != new.get(key))
+
+
+_FIELDS: dict[str, Field[Any]] = {f.name: f for f in fields(ValueConfig)}

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
+import psutil
+
+from gmvaluator import env
 from gmvaluator.errors import InputError
 
 #: Bytes per embedding value of the index's own copy on disk (float32), beside the shards.
@@ -17,16 +19,9 @@ INDEX_BYTES = 4
 MEMORY_FACTOR = 4
 
 
-def available_memory() -> int | None:
-    """MemAvailable from /proc/meminfo, in bytes (None where the system does not say)."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
+def available_memory() -> int:
+    """Memory available to a new process without swapping, in bytes (Linux: MemAvailable)."""
+    return int(psutil.virtual_memory().available)
 
 
 def check_resources(n: int, dim: int, folder: Path, itemsize: int = 4) -> None:
@@ -41,10 +36,11 @@ def check_resources(n: int, dim: int, folder: Path, itemsize: int = 4) -> None:
             f"valuing {n:,} items of dimension {dim} needs about {_gb(need)} on disk under "
             f"{folder}, but only {_gb(free)} is free. Free space or choose another --out."
         )
-    mem, need_mem = available_memory(), values * MEMORY_FACTOR
-    if os.environ.get("GMVALUATOR_MEMORY_BYTES"):
-        mem = int(os.environ["GMVALUATOR_MEMORY_BYTES"])
-    if mem is not None and need_mem > mem:
+    need_mem = values * MEMORY_FACTOR
+    mem = env.MEMORY_BYTES.integer()
+    if mem is None:
+        mem = available_memory()
+    if need_mem > mem:
         raise InputError(
             f"valuing {n:,} items of dimension {dim} needs about {_gb(need_mem)} of memory, but "
             f"only {_gb(mem)} is available. Use a machine with more memory or fewer items."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -192,6 +193,7 @@ def test_lpips_rerank_from_weights_files_written_here(folders, tmp_path, monkeyp
     """The LPIPS re-rank end to end, with a random backbone and linear layers written here (the
     real ones cannot be downloaded here): its distances are the ones that enter the formula."""
     pytest.importorskip("torch")
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "embed"))  # its weights writer
     from test_perceptual import write_weights
 
     from gmvaluator.embed.perceptual import LpipsDistance

@@ -20,6 +20,14 @@ def test_softmax_credit_matches_hand_computed_example():
     np.testing.assert_allclose(got[0], [0.332620, 0.122364, 0.045015], atol=1e-6)
 
 
+def test_the_package_exports_the_one_credit_rule():
+    import gmvaluator
+    from gmvaluator.core import credit
+
+    assert gmvaluator.softmax_credit is credit.softmax_credit
+    assert gmvaluator.CreditRule is credit.CreditRule
+
+
 def test_softmax_credit_temperature_sharpens():
     d = np.array([[0.1, 0.2, 0.4]])
     soft, sharp = softmax_credit(d, 10.0), softmax_credit(d, 0.01)
@@ -111,11 +119,11 @@ def test_permuting_the_training_set_permutes_the_values(seed):
 def test_value_does_not_change_the_valuator(digits_pixels):
     x, _ = digits_pixels
     v = Valuator(k=5, index="pq").fit(x)
-    before = (v.get_params(), v.index_params_, v.fitted_.index.ntotal)
+    before = (v.get_params(), v.index_params_, v.faiss_index_.ntotal)
     a = v.value(x[:20])
     v.value(x[100:400])
     b = v.value(x[:20])
-    assert (v.get_params(), v.index_params_, v.fitted_.index.ntotal) == before
+    assert (v.get_params(), v.index_params_, v.faiss_index_.ntotal) == before
     np.testing.assert_array_equal(a.values, b.values)
 
 

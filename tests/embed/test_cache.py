@@ -163,25 +163,21 @@ def test_cli_second_run_reads_everything_from_the_cache(image_folder, tmp_path):
 
 def test_a_run_killed_by_sigkill_resumes_from_the_cache_in_a_new_folder(image_folder, tmp_path):
     import json
-    import os
     import signal
     import subprocess
     import sys
+    from pathlib import Path
 
     (tmp_path / "s.toml").write_text("[value]\nshard_size = 16\nbatch_size = 8\n")
     cache = tmp_path / "cache"
     args = ["value", "--train", str(image_folder), "--generated", str(image_folder),
             "--embedder", "pixels", "--k", "3", "--quiet", "--cache", str(cache),
             "--config", str(tmp_path / "s.toml")]  # fmt: skip
-    code = (
-        "import sys; from gmvaluator.cli import run; sys.argv = ['gmvaluator'] + sys.argv[1:]; "
-        "run()"
-    )
-    env = {**os.environ, "GMVALUATOR_KILL_AT": "embed-shard:3"}
-    dead = subprocess.run([sys.executable, "-c", code, *args, "--out", str(tmp_path / "a")],
-                          env=env, capture_output=True, timeout=120)  # fmt: skip
+    kill_at = Path(__file__).parents[1] / "robustness" / "kill_at.py"  # SIGKILL after shard 3
+    dead = subprocess.run([sys.executable, kill_at, "shard:3", *args, "--out", tmp_path / "a"],
+                          capture_output=True, timeout=120)  # fmt: skip
     assert dead.returncode == -signal.SIGKILL
-    res = subprocess.run([sys.executable, "-c", code, *args, "--out", str(tmp_path / "b")],
+    res = subprocess.run([sys.executable, "-m", "gmvaluator.cli", *args, "--out", tmp_path / "b"],
                          capture_output=True, timeout=120, text=True)  # fmt: skip
     assert res.returncode == 0, res.stderr
     cached = json.loads((tmp_path / "b" / "run.json").read_text())["embedding_cache"]

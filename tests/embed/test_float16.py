@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 
 from gmvaluator.cli import app
 from gmvaluator.config import ValueConfig
+from gmvaluator.engines.local import embed_stage
 from gmvaluator.errors import InputError
-from gmvaluator.run.pipeline import embed_stage
 
 
 @pytest.fixture

@@ -165,12 +165,12 @@ def test_dreamsim_absent_or_failing_to_import_is_named_with_its_cause(tmp_path, 
     """DreamSim runs through its package, which imports torchvision: here that import fails
     (PyPI's torchvision does not load beside this torch build). The error must say so."""
     from gmvaluator.core.rerank import check_rerank
-    from gmvaluator.embed._deps import import_optional
+    from gmvaluator.embed.deps import import_optional
     from gmvaluator.embed.perceptual import dreamsim_distance
 
     monkeypatch.setenv("GMVALUATOR_DREAMSIM_WEIGHTS", str(tmp_path))
     monkeypatch.setitem(sys.modules, "dreamsim", None)  # as if it were not installed
-    with pytest.raises(MissingDependencyError, match=r"--rerank dreamsim needs the package "
+    with pytest.raises(MissingDependencyError, match=r"rerank='dreamsim' needs the package "
                        r"'dreamsim', which is not installed.*pip install dreamsim"):  # fmt: skip
         check_rerank("dreamsim")
     monkeypatch.delitem(sys.modules, "dreamsim")

@@ -10,10 +10,10 @@ from typer.testing import CliRunner
 ray = pytest.importorskip("ray", reason="ray is not installed: pip install 'gmvaluator[ray]'")
 
 from gmvaluator import Valuator  # noqa: E402
+from gmvaluator import search as ix  # noqa: E402
 from gmvaluator.cli import app  # noqa: E402
 from gmvaluator.embed import shards  # noqa: E402
 from gmvaluator.engines.ray import RayEngine  # noqa: E402
-from gmvaluator.search import index as ix  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_ray_search_over_ivfpq_shards_recalls_as_well(cluster, digits_pixels, tm
     x, _ = digits_pixels
     g = x[::5] + 0.02
     v = Valuator(k=10, index="ivfpq").fit(x, store=tmp_path / "ix")
-    local, remote = v.value(g), RayEngine(cluster, 2).value(v, g)
+    local, remote = v.value(g), v.value(g, search=RayEngine(cluster, 2).search)
     _, exact = ix.exact_search(ix.prepare(x, "cosine"), ix.prepare(g, "cosine"), 10, "cosine")
     assert ix.recall_at_k(remote.indices, exact) >= ix.recall_at_k(local.indices, exact) - 0.01
     np.testing.assert_allclose(remote.values.sum(), len(g))
@@ -54,7 +54,7 @@ def test_cli_engine_ray_equals_the_local_engine(cluster, sources, tmp_path, monk
     runner = CliRunner()
     with monkeypatch.context() as patch:
         # every shard is embedded by Ray Data workers; the driver only joins them
-        patch.setattr(shards, "_embed_shard", _driver_must_not_embed)
+        patch.setattr(shards, "embed_shard", _driver_must_not_embed)
         args = [*common, "--out", tmp_path / "r", "--engine=ray"]
         res = runner.invoke(app, [str(a) for a in args])
     assert res.exit_code == 0, res.output

@@ -1,4 +1,4 @@
-"""Monotonicity of the GMValuator value, as property tests against softmax_credit.
+"""Monotonicity of the GMValuator value, as property tests of the credit rule.
 
 phi_i = sum_j V(x_i, g_j) with V the softmax credit over each generated sample's top-k matches.
 """
@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from gmvaluator.core.valuator import Valuator, softmax_credit
+from gmvaluator.core.credit import CreditRule
+from gmvaluator.core.valuator import Valuator
 
 distances = arrays(
     np.float64,
@@ -20,8 +21,7 @@ distances = arrays(
 
 
 def _phi(rows: np.ndarray, d: np.ndarray, temperature: float, n: int) -> np.ndarray:
-    credit = softmax_credit(d, temperature)
-    return np.bincount(rows.ravel(), weights=credit.ravel(), minlength=n)
+    return CreditRule(temperature).assign(d, rows, n).values
 
 
 @settings(max_examples=150, deadline=None)

@@ -98,14 +98,51 @@ def synthetic_run():
     return build_synthetic_run
 
 
+#: Markup where an id belongs: a report must show it, never run it.
+HOSTILE = '<script>alert("id")</script><img src=x onerror=alert(1)>'
+
+
+@pytest.fixture
+def hostile():
+    return HOSTILE
+
+
+@pytest.fixture
+def hostile_run():
+    """``hostile_run(path)``: a small synthetic run whose training ids, contributors, generated
+    ids start with ``HOSTILE`` markup, and its evaluation's file, valuer and setup are markup."""
+
+    def build(path: Path) -> Path:
+        import pandas as pd
+
+        from gmvaluator.files import write_json
+
+        run = build_synthetic_run(path, n=400, m=6, k=3)
+        for name, cols in (
+            ("values.parquet", ["train_id", "contributor"]),
+            ("attributions.parquet", ["train_id", "generated_id"]),
+        ):
+            df = pd.read_parquet(run / name)
+            for col in cols:
+                df[col] = HOSTILE + df[col].astype(str)
+            df.to_parquet(run / name)
+        est = {"mean": 0.5, "ci95": [0.4, 0.6]}
+        evaluation = {"setup": {"note": "<i>x</i>"}, "valuers": {"<b>valuer</b>": {"k=3": est}}}
+        (run / "eval").mkdir()
+        write_json(run / "eval" / "<img src=x onerror=alert(2)>.json", evaluation)
+        return run
+
+    return build
+
+
 def build_synthetic_run(path: Path, n: int, m: int, k: int, seed: int = 0) -> Path:
     """A finished run folder with made-up matches over precomputed embeddings, written fast.
 
     Popularity is skewed (a few items are matched often, most never), ten classes, and
     ``n // 200`` contributors, as a large real run would have.
     """
-    from gmvaluator._io import save_npy, write_json
     from gmvaluator.core.result import ValuationResult
+    from gmvaluator.files import save_npy, write_json
 
     rng = np.random.default_rng(seed)
     path.mkdir(parents=True)

@@ -132,3 +132,18 @@ def test_report_of_a_million_items_stays_bounded_and_renders(open_page, syntheti
     best = values.nsmallest(20, "rank")
     np.testing.assert_allclose([r["value"] for r in page["most"]], best["value"], rtol=1e-12)
     assert page["zero"] == f"{int((values['value'] == 0).sum()):,}"
+
+
+def test_hostile_ids_show_as_text_in_the_browser(open_page, hostile_run, hostile, tmp_path):
+    """Markup in ids and names is shown as the text it is: no script, no extra picture."""
+    run = hostile_run(tmp_path / "run")
+    invoke("report", run)
+    page = open_page(run / "report" / "index.html")
+    assert page["errors"] == [] and page["scripts"] == 0 and page["broken"] == []
+    assert [s["id"] for s in page["samples"]] == [f"{hostile}gen-{j}" for j in range(6)]
+    assert all(c["id"].startswith(hostile + "row-") for c in page["samples"][0]["contributors"])
+    assert all(r["id"].startswith(hostile + "c") for r in page["leaderboard"])
+    assert f"{hostile}gen-0" in page["text"] and "<img src=x onerror=alert(2)>" in page["text"]
+    # the plots are the only pictures
+    html = (run / "report" / "index.html").read_text()
+    assert page["n_images"] == html.count('class="plot"')

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from gmvaluator.cli import app
 from gmvaluator.errors import InputError
-from gmvaluator.report import ReportConfig, gini, lorenz, read_run, write_report
+from gmvaluator.report import ReportConfig, gini, lorenz, read_run, render_report, write_report
 from gmvaluator.report import data as d
-from gmvaluator.report.page import esc, num
+from gmvaluator.report.page import bar_width, count, num, pct
 
 runner = CliRunner()
 
@@ -121,10 +121,25 @@ def test_report_cli_flags_near_copies_never_overwrites_and_keeps_its_size_bound(
     assert "fewer samples are shown" in small.path.read_text()
 
 
-def test_escaping_and_number_formats():
-    assert esc('<a href="x">&') == "&lt;a href=&quot;x&quot;&gt;&amp;"
+def test_number_formats():
     assert num(0.123456) == "0.1235" and num(0) == "0" and num(2.5e-9) == "2.500e-09"
     assert num(2.5e-9, fixed=True) == "0.0000"
+    assert count(1234567) == "1,234,567" and pct(0.1234) == "12.3 %"
+    assert bar_width(0.25) == "25.0" and bar_width(3) == "100.0" and bar_width(np.nan) == "0.0"
+
+
+def test_hostile_ids_names_and_evaluations_are_shown_as_text(hostile_run, tmp_path):
+    """Ids, contributors, generated ids and evaluation names that are markup reach the page
+    escaped: not one tag of them survives, and their text is all there."""
+    run = hostile_run(tmp_path / "run")
+    html, _ = render_report(read_run(run), ReportConfig(samples=6))
+    assert "<script" not in html and "<img src=x" not in html and "<b>valuer" not in html
+    escaped = "&lt;script&gt;alert(&#34;id&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;"
+    assert f'data-generated-id="{escaped}gen-0"' in html
+    assert f'data-train-id="{escaped}row-' in html and f'data-contributor="{escaped}c' in html
+    assert "<h3>&lt;img src=x onerror=alert(2)&gt;</h3>" in html
+    assert "<code>&lt;b&gt;valuer&lt;/b&gt;</code>" in html
+    assert '<p class="note">note &lt;i&gt;x&lt;/i&gt;' in html
 
 
 def test_a_run_with_appended_batches_shows_pictures_of_every_batch(tmp_path):

@@ -1,5 +1,7 @@
 """SIGKILL a real run at several points: no output is ever torn, and the re-run resumes and
-writes byte-identical results. Also: the same inputs give the same bytes with 1 and 2 threads."""
+writes byte-identical results. Also: the same inputs give the same bytes with 1 and 2 threads.
+
+The named points are patched into the run by ``kill_at.py``, which starts the command line."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,6 +21,7 @@ from PIL import Image
 from gmvaluator.sources import load_source
 
 OUTPUTS = ("values.parquet", "attributions.parquet")
+KILL_AT = Path(__file__).with_name("kill_at.py")
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +40,9 @@ def inputs(tmp_path_factory):
 
 def run_cli(inputs, out, *, kill_at=None, threads=1, timeout=120, wait=True):
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads)}
-    env.pop("GMVALUATOR_KILL_AT", None)
-    if kill_at:
-        env["GMVALUATOR_KILL_AT"] = kill_at
+    start = [str(KILL_AT), kill_at] if kill_at else ["-m", "gmvaluator.cli"]
     cmd = [
-        sys.executable, "-m", "gmvaluator.cli", "value", "--train", str(inputs / "train"),
+        sys.executable, *start, "value", "--train", str(inputs / "train"),
         "--generated", str(inputs / "gen.npz"), "--out", str(out), "--embedder", "pixels",
         "--config", str(inputs / "settings.toml"), "--quiet",
     ]  # fmt: skip
@@ -73,17 +75,17 @@ def assert_nothing_torn(run):
 @pytest.mark.parametrize(
     "kill_at",
     [
-        "embed-shard:3",
-        "atomic-write:1",
-        "atomic-write:14",
-        "atomic-write:22",
-        "atomic-write:26",
-        "atomic-write:27",
-        "before-run-json",
+        "shard:3",  # after the third of eight training shards
+        "replace:config.json",  # the first file of a run
+        "replace:embeddings/train/shard-00005.json",  # a shard's vectors written, not its JSON
+        "replace:embeddings/generated/shard-00000.json",
+        "replace:index/index.faiss",
+        "replace:index/index.json",
+        "run-json",  # every result written, the run not yet recorded
     ],
 )
 def test_killed_run_leaves_no_torn_file_and_resumes(inputs, reference, kill_at):
-    out = inputs / f"killed-{kill_at.replace(':', '-')}"
+    out = inputs / f"killed-{kill_at.replace(':', '-').replace('/', '-')}"
     code, _, _ = run_cli(inputs, out, kill_at=kill_at)
     assert code == -signal.SIGKILL
     assert_nothing_torn(out)
@@ -97,7 +99,7 @@ def test_killed_run_leaves_no_torn_file_and_resumes(inputs, reference, kill_at):
     # shards finished before the kill were reused, not embedded again
     for p in shards:
         assert p.stat().st_mtime_ns == stamps[p.name]
-    if kill_at == "embed-shard:3":
+    if kill_at == "shard:3":
         assert len(shards) == 3
 
 

@@ -53,5 +53,5 @@ def test_run_keeps_embeddings_memory_mapped(tmp_path):
     from gmvaluator.core.valuator import Valuator
 
     reopened = Valuator.load(tmp_path / "run" / "index")
-    assert isinstance(reopened.fitted_.embeddings, np.memmap)
+    assert isinstance(reopened.embeddings_, np.memmap)
     assert len(list((tmp_path / "run" / "embeddings" / "train").glob("shard-*.npy"))) == 5

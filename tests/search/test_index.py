@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gmvaluator import InputError, Valuator
-from gmvaluator.search import index as ix
+from gmvaluator import search as ix
 
 
 def _queries(x: np.ndarray, n: int, seed: int = 0) -> np.ndarray:

@@ -9,18 +9,19 @@ import numpy as np
 import pytest
 
 from gmvaluator import InputError, Valuator
-from gmvaluator.search import index as ix
+from gmvaluator import search as ix
+from gmvaluator.search import builder, params, topk
 
 
 def test_auto_below_the_threshold_is_exact_with_its_reason(digits_pixels):
     x, _ = digits_pixels
     p = Valuator(k=5).fit(x).index_params_
-    assert p.kind == "exact" and p.reason == f"auto: n={len(x)} <= {ix.AUTO_EXACT_MAX}"
+    assert p.kind == "exact" and p.reason == f"auto: n={len(x)} <= {params.AUTO_EXACT_MAX}"
     assert (p.target_recall, p.heldout_recall) == (0.99, 1.0)
 
 
 def test_auto_tunes_ivfpq_to_the_target_on_real_images(fashion_test_pixels, monkeypatch, tmp_path):
-    monkeypatch.setattr(ix, "AUTO_EXACT_MAX", 1000)
+    monkeypatch.setattr(params, "AUTO_EXACT_MAX", 1000)
     x, q = fashion_test_pixels[:4000], fashion_test_pixels[5000:5500]
     v = Valuator(k=10, m=16, recall_sample=300).fit(x, store=tmp_path / "index")
     p = v.index_params_
@@ -35,7 +36,7 @@ def test_auto_tunes_ivfpq_to_the_target_on_real_images(fashion_test_pixels, monk
 
 
 def test_a_lower_target_gives_a_cheaper_index(digits_pixels, monkeypatch):
-    monkeypatch.setattr(ix, "AUTO_EXACT_MAX", 1000)
+    monkeypatch.setattr(params, "AUTO_EXACT_MAX", 1000)
     x, _ = digits_pixels
     hi = Valuator(k=10, recall_sample=300).fit(x).index_params_
     lo = Valuator(k=10, recall_sample=300, target_recall=0.8).fit(x).index_params_
@@ -51,7 +52,7 @@ def test_a_lower_target_gives_a_cheaper_index(digits_pixels, monkeypatch):
 
 
 def test_an_unreachable_target_falls_back_to_exact(digits_pixels, monkeypatch):
-    monkeypatch.setattr(ix, "AUTO_EXACT_MAX", 100)
+    monkeypatch.setattr(params, "AUTO_EXACT_MAX", 100)
     x, _ = digits_pixels
     v = Valuator(k=10, nprobe=1, n_candidates=10, target_recall=1.0).fit(x)
     p = v.index_params_
@@ -80,8 +81,8 @@ def test_blocked_exact_search_and_batched_search_change_nothing(digits_pixels, m
     d0, i0 = ix.exact_search(xp, qp, 7, "cosine")
     v = Valuator(k=7, index="ivfpq").fit(x)
     s0 = v.kneighbors(x[::7] + 0.05)
-    monkeypatch.setattr(ix, "_EXACT_BLOCK", 100)
-    monkeypatch.setattr(ix, "_SEARCH_BATCH", 16)
+    monkeypatch.setattr(topk, "_EXACT_BLOCK", 100)
+    monkeypatch.setattr(topk, "_SEARCH_BATCH", 16)
     d1, i1 = ix.exact_search(xp, qp, 7, "cosine", block=33)
     np.testing.assert_array_equal(i1, i0)
     np.testing.assert_array_equal(d1, d0)
@@ -102,7 +103,7 @@ def test_memory_mapped_fit_equals_in_memory_fit(tmp_path, digits_pixels):
 
 def test_exact_search_memory_does_not_grow_with_n(tmp_path, monkeypatch):
     """Over a memory-mapped x, search allocates one block's scores, not queries x n."""
-    monkeypatch.setattr(ix, "_EXACT_BLOCK", 4096)
+    monkeypatch.setattr(topk, "_EXACT_BLOCK", 4096)
     rng = np.random.default_rng(0)
     d = 32
     q = rng.normal(size=(512, d)).astype(np.float32)
@@ -144,12 +145,12 @@ def test_float32_shortlist_keeps_the_float64_top_k_and_its_ties(digits_pixels, m
 
 
 def test_auto_trains_pq_codebooks_on_a_capped_sample(digits_pixels, monkeypatch):
-    monkeypatch.setattr(ix, "AUTO_EXACT_MAX", 100)
+    monkeypatch.setattr(params, "AUTO_EXACT_MAX", 100)
     x, _ = digits_pixels
     p = ix.resolve_params("auto", "cosine", len(x), x.shape[1], 5)
     pq = ix.build(ix.prepare(x, "cosine"), p).pq
-    assert pq.cp.niter == ix.AUTO_PQ_ITERATIONS
-    assert pq.cp.max_points_per_centroid == ix.AUTO_PQ_POINTS_PER_CENTROID
+    assert pq.cp.niter == builder.AUTO_PQ_ITERATIONS
+    assert pq.cp.max_points_per_centroid == builder.AUTO_PQ_POINTS_PER_CENTROID
 
 
 def test_queries_in_lists_smaller_than_k_are_searched_exactly():
@@ -160,7 +161,7 @@ def test_queries_in_lists_smaller_than_k_are_searched_exactly():
     x = np.vstack([blob, far])
     q = np.vstack([far[:1] + 0.1, blob[:2] + 0.1])
     v = Valuator(k=5, index="ivfpq", metric="sqeuclidean", nlist=8, nprobe=1).fit(x)
-    _, cand = v.fitted_.index.search(ix.prepare(q, "sqeuclidean"), 50)
+    _, cand = v.faiss_index_.search(ix.prepare(q, "sqeuclidean"), 50)
     assert (cand[0] >= 0).sum() < 5  # the case in point: its one list holds the 3 far items
     d, i = v.kneighbors(q)
     d0, i0 = ix.exact_search(ix.prepare(x, "sqeuclidean"), ix.prepare(q, "sqeuclidean"), 5,

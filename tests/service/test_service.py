@@ -6,7 +6,6 @@ import http.client
 import io
 import json
 import socket
-import threading
 import time
 import uuid
 
@@ -14,42 +13,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gmvaluator.errors import InputError
 from gmvaluator.rights.ledger import open_ledger
 
 MAX_BYTES = 64 * 1024
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, owned_digits, value_run):
-    out = tmp_path_factory.mktemp("service") / "run"
-    value_run(out, owned_digits, "builtin:digits[1500:1520]", "--ledger", "none")
-    return out
+def server(run_dir, serve_app):
+    """The service of ``run_dir`` on a free loopback port, in a thread of this process."""
+    from gmvaluator.service.http import create_app
 
-
-@pytest.fixture(scope="module")
-def server(run_dir):
-    """The service on a free loopback port, in a thread of this process."""
-    pytest.importorskip("fastapi")
-    import uvicorn
-
-    from gmvaluator.service.attributor import create_app
-
-    app = create_app(run_dir, max_bytes=MAX_BYTES)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="on")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not srv.started:
-        assert time.time() < deadline and thread.is_alive(), "the service did not start"
-        time.sleep(0.05)
-    yield port
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serve_app(create_app(run_dir, max_bytes=MAX_BYTES)) as port:
+        yield port
 
 
 def request(port, method, path, body=b"", headers=None):
@@ -79,13 +54,6 @@ def multipart(fields: dict[str, str | bytes]) -> tuple[bytes, dict[str, str]]:
     return out.getvalue(), {"Content-Type": f"multipart/form-data; boundary={boundary}"}
 
 
-def png_of_training_digit(owned_digits, row: int) -> bytes:
-    image = Image.fromarray(np.load(owned_digits)["images"][row])
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def test_health_and_openapi_schema(server):
     status, body = request(server, "GET", "/health")
     assert status == 200 and body["kind"] == "image" and body["n_train"] == 1500
@@ -94,8 +62,8 @@ def test_health_and_openapi_schema(server):
     assert {"/attribute/image", "/attribute/text", "/attribute/embedding"} <= set(schema["paths"])
 
 
-def test_an_uploaded_image_gets_its_contributors_and_credits(server, owned_digits):
-    body, headers = multipart({"file": png_of_training_digit(owned_digits, 42), "quality": "0.5"})
+def test_an_uploaded_image_gets_its_contributors_and_credits(server, png_of):
+    body, headers = multipart({"file": png_of(42), "quality": "0.5"})
     status, out = request(server, "POST", "/attribute/image", body, headers)
     assert status == 200, out
     assert out["k"] == 5 and out["matches"][0]["train_id"] == "digits/0042"
@@ -106,7 +74,7 @@ def test_an_uploaded_image_gets_its_contributors_and_credits(server, owned_digit
     assert out["generated_id"].startswith("sha256:")
 
 
-def test_the_service_matches_the_batch_valuation(server, run_dir, owned_digits):
+def test_the_service_matches_the_batch_valuation(server, run_dir):
     """The same digit valued by the service and by `gmvaluator value` gets the same credits."""
     import pandas as pd
 
@@ -123,8 +91,8 @@ def test_the_service_matches_the_batch_valuation(server, run_dir, owned_digits):
     np.testing.assert_allclose([m["credit"] for m in out["matches"]], want["credit"], atol=1e-6)
 
 
-def test_record_writes_the_ledger_once(server, run_dir, owned_digits):
-    body, headers = multipart({"file": png_of_training_digit(owned_digits, 7), "id": "upload-1",
+def test_record_writes_the_ledger_once(server, run_dir, png_of):
+    body, headers = multipart({"file": png_of(7), "id": "upload-1",
                                "record": "true"})  # fmt: skip
     assert request(server, "POST", "/attribute/image", body, headers)[1]["recorded"] == 5
     assert request(server, "POST", "/attribute/image", body, headers)[1]["recorded"] == 0
@@ -200,73 +168,27 @@ def test_serve_command_answers_on_loopback(run_dir):
         proc.stderr.close()
 
 
-def test_the_service_never_returns_excluded_items(tmp_path, owned_digits, value_run):
-    """Under --opt-out exclude an opted-out training image, uploaded as it is, is not matched."""
-    from gmvaluator.service.attributor import Attributor
+def test_the_http_layer_answers_what_the_attributor_answers(vector_attributor, serve_app):
+    """An attributor built in memory, served: the JSON is its in-process answer, and its
+    errors become the promised status codes."""
+    from gmvaluator.service.http import app_for
 
-    value_run(tmp_path / "r", owned_digits, "builtin:digits[1500:1502]", "--opt-out", "exclude")
-    attributor = Attributor.from_run(tmp_path / "r", ledger="none")
-    opted_out = np.flatnonzero(np.load(owned_digits)["opt_out"])
-    for row in opted_out[:20]:
-        out = attributor.attribute_image(png_of_training_digit(owned_digits, int(row)))
-        ids = [m["train_id"] for m in out["matches"]]
-        assert f"digits/{row:04d}" not in ids
-        assert all(int(i.split("/")[1]) % 7 != 3 for i in ids)
-    kept = attributor.attribute_image(png_of_training_digit(owned_digits, 4))
-    assert kept["matches"][0]["train_id"] == "digits/0004"
-
-
-class _TextEmbedder:
-    """Bag-of-words counts over a fixed vocabulary: a small, deterministic text embedder."""
-
-    name, version, kind = "bow", "1", "text"
-
-    def __init__(self, vocab: list[str]) -> None:
-        self.vocab = {w: i for i, w in enumerate(vocab)}
-
-    def embed_batch(self, texts):
-        out = np.zeros((len(texts), len(self.vocab)), dtype=np.float32)
-        for r, t in enumerate(texts):
-            for w in t.lower().split():
-                if w in self.vocab:
-                    out[r, self.vocab[w]] += 1
-        return out + 1e-3  # never the zero vector
-
-
-def test_text_samples_are_attributed_to_their_authors(tmp_path):
-    """Real text (Debian fortunes): quoting a training text credits its author first; the
-    text endpoint refuses images and the image endpoint refuses text with clear errors."""
-    from pathlib import Path
-
-    from gmvaluator.core.valuator import Valuator
-    from gmvaluator.rights.contributors import TrainingRights
-    from gmvaluator.service.attributor import Attributor, KindError
-
-    fortunes = Path("/usr/share/games/fortunes/fortunes")
-    if not fortunes.is_file():
-        pytest.skip("Debian fortunes are not installed (apt-get install fortunes)")
-    quotes = [q.strip() for q in fortunes.read_text(errors="replace").split("\n%\n") if q.strip()]
-    quotes = quotes[:120]
-    vocab = sorted({w for q in quotes for w in q.lower().split()})
-    embedder = _TextEmbedder(vocab)
-    x = embedder.embed_batch(quotes)
-    ids = [f"q{i}" for i in range(len(quotes))]
-    rights = TrainingRights(
-        ids=np.array(ids), contributors=np.array([f"author{i % 4}" for i in range(len(ids))]),
-        licence=None, opt_out=None,
-    )  # fmt: skip
-    valuator = Valuator(k=3, index="exact").fit(x, ids=ids)
-    attributor = Attributor(valuator, rights, embedder, threshold=1e-6)
-    out = attributor.attribute_text(quotes[5], generated_id="same")
-    assert out["matches"][0]["train_id"] == "q5" and out["matches"][0]["contributor"] == "author1"
-    assert out["near_copy"] and out["matches"][0]["near_copy"]
-    # per-contributor credit is the sum over that contributor's matches
-    want: dict[str, float] = {}
-    for m in out["matches"]:
-        want[m["contributor"]] = want.get(m["contributor"], 0.0) + m["credit"]
-    got = {c["contributor"]: c["credit"] for c in out["contributors"]}
-    assert got == pytest.approx(want) and sum(got.values()) == pytest.approx(1.0)
-    with pytest.raises(KindError, match="values text data"):
-        attributor.attribute_image(b"\x89PNG")
-    with pytest.raises(InputError, match="text is empty"):
-        attributor.attribute_text("   ")
+    attributor, x = vector_attributor
+    sample = {"embedding": x[3].tolist(), "id": "g3", "quality": 0.25}
+    want = attributor.attribute_embedding(x[3].tolist(), generated_id="g3", quality=0.25)
+    as_json = {"Content-Type": "application/json"}
+    with serve_app(app_for(attributor, max_bytes=MAX_BYTES)) as port:
+        status, out = request(port, "POST", "/attribute/embedding", json.dumps(sample), as_json)
+        assert status == 200 and out == json.loads(json.dumps(want))
+        assert request(port, "GET", "/health") == (200, {
+            "status": "ok", "run_id": "run-v", "kind": "embedding", "embedder": "vectors",
+            "n_train": 200, "k": 4, "recording": False,
+        })  # fmt: skip
+        status, out = request(port, "POST", "/attribute/embedding",
+                              json.dumps({**sample, "record": True}), as_json)  # fmt: skip
+        assert status == 400 and "records no credits" in out["detail"]
+        status, out = request(port, "POST", "/attribute/text", b'{"text": "a cat"}', as_json)
+        assert status == 422 and "values embedding data" in out["detail"]
+        status, out = request(port, "POST", "/attribute/embedding",
+                              json.dumps({**sample, "quality": -1}), as_json)  # fmt: skip
+        assert status == 422 and out["detail"][0]["loc"] == ["body", "quality"]

@@ -11,7 +11,7 @@ import typer
 
 from gmvaluator import __version__
 from gmvaluator.cli import demo, evaluate, ledger, report, serve, top, value
-from gmvaluator.cli.common import STATE
+from gmvaluator.cli.common import STATE, log_to_stderr
 
 app = typer.Typer(
     name="gmvaluator",
@@ -37,6 +37,7 @@ def main(
 ) -> None:
     """Value the training data of a generative model from the samples it generated."""
     STATE["debug"] = debug
+    log_to_stderr()
 
 
 # One module per command, registered here in the order ``--help`` lists them.

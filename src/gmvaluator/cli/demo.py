@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from gmvaluator.cli.common import Overwrite, Quiet, handle_errors
+from gmvaluator.cli.common import Overwrite, Quiet, handle_errors, setting_option
 from gmvaluator.cli.report import ReportFlag, report_after_run
 
 
@@ -21,10 +21,10 @@ def demo(
     data: Annotated[str, typer.Option(help="auto, fashion-mnist or digits.")] = "auto",
     per_class: Annotated[int, typer.Option(help="Generated samples per class.")] = 30,
     epochs: Annotated[int | None, typer.Option(help="VAE epochs [by data size].")] = None,
-    embedder: Annotated[str, typer.Option(help="Embedder for valuation.")] = "pixels",
-    index: Annotated[str, typer.Option(help="auto, exact, pq or ivfpq.")] = "ivfpq",
-    k: Annotated[int, typer.Option("--k", help="Matches per generated sample.")] = 10,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    embedder: Annotated[str, setting_option("embedder", own_default=True)] = "pixels",
+    index: Annotated[str, setting_option("index", own_default=True)] = "ivfpq",
+    k: Annotated[int, setting_option("k", "--k", own_default=True)] = 10,
+    seed: Annotated[int, setting_option("seed", own_default=True)] = 0,
     overwrite: Overwrite = False,
     quiet: Quiet = False,
     report: ReportFlag = False,

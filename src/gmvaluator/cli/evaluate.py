@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gmvaluator.cli.common import handle_errors
+from gmvaluator.cli.common import handle_errors, setting_option
 
 app = typer.Typer(
     name="evaluate",
@@ -40,7 +40,7 @@ Baselines = Annotated[
         help="Also run the baselines (random, exact NN, raw pixels, quality, re-rank off, T)."
     ),
 ]
-KOpt = Annotated[int, typer.Option("--k", help="Training matches per generated sample.")]
+KOpt = Annotated[int, setting_option("k", "--k", own_default=True)]
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace an existing result file.")]
 
 
@@ -52,15 +52,16 @@ def _valuers(embedder: str, with_baselines: bool) -> list[Any]:
 
 def _target(out: Path, criterion: str, overwrite: bool) -> Path:
     from gmvaluator.errors import InputError
+    from gmvaluator.run.folder import RunFolder
 
-    path = out / "eval" / f"{criterion}.json"
+    path = RunFolder(out).evaluation(criterion)
     if path.exists() and not overwrite:
         raise InputError(f"{path} already exists; use another --out folder or pass --overwrite.")
     return path
 
 
 def _write(path: Path, result: dict[str, Any], train: str) -> None:
-    from gmvaluator._io import write_json
+    from gmvaluator.files import write_json
 
     result["setup"]["train"] = train
     write_json(path, result)
@@ -368,7 +369,7 @@ def c4(
     gen = model.sample(np.repeat(np.arange(n_classes), per_class), seed=0)
     res = run_efficiency(x, gen, _valuers(embedder, baselines), k=k)
     res["setup"]["train"] = train
-    from gmvaluator._io import write_json
+    from gmvaluator.files import write_json
 
     write_json(path, res)
     typer.echo(f"wrote {path}")

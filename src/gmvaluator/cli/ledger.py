@@ -95,8 +95,8 @@ def export(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
 ) -> None:
     """Write every credit (of one run, or all) to CSV or Parquet."""
-    from gmvaluator._io import atomic_path
     from gmvaluator.errors import InputError
+    from gmvaluator.files import atomic_path
 
     if out.suffix not in (".csv", ".parquet"):
         raise InputError(f"--out {out} must end in .csv or .parquet.")

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from gmvaluator.cli.common import handle_errors
+from gmvaluator.service import MAX_BYTES
 
 
 def register(app: typer.Typer) -> None:
@@ -21,7 +22,7 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     max_bytes: Annotated[
         int, typer.Option(help="Largest request body accepted; larger ones get 413.")
-    ] = 8 * 1024 * 1024,
+    ] = MAX_BYTES,
     ledger: Annotated[
         str, typer.Option(help="Where record=true requests go: run, a file, a URL, or none.")
     ] = "run",
@@ -30,7 +31,7 @@ def serve(
     import uvicorn
 
     from gmvaluator.errors import InputError
-    from gmvaluator.service.attributor import create_app
+    from gmvaluator.service.http import create_app
 
     if max_bytes < 1:
         raise InputError(f"--max-bytes must be at least 1; got {max_bytes}.")

@@ -23,11 +23,9 @@ def top(
     """Print the most (or least) valuable training items of a run."""
     import pandas as pd
 
-    from gmvaluator.errors import InputError
+    from gmvaluator.run.folder import RunFolder
 
-    path = run / "values.parquet"
-    if not path.is_file():
-        raise InputError(f"{path} does not exist: {run} is not a finished valuation run.")
-    df = pd.read_parquet(path).sort_values("rank", ascending=not least).head(n)
+    folder = RunFolder(run).require_finished("top")
+    df = pd.read_parquet(folder.values).sort_values("rank", ascending=not least).head(n)
     with pd.option_context("display.width", 200, "display.max_colwidth", 60):
         typer.echo(df.to_string(index=False))

@@ -4,7 +4,7 @@ finished run (``--append``)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,8 +17,12 @@ from gmvaluator.cli.common import (
     Quiet,
     Temperature,
     handle_errors,
+    setting_option,
 )
 from gmvaluator.cli.report import ReportFlag, report_after_run
+
+if TYPE_CHECKING:
+    from gmvaluator.run.pipeline import RunOutcome
 
 
 def register(app: typer.Typer) -> None:
@@ -68,28 +72,18 @@ def value(
             "CSV of id,quality [none]."
         ),
     ] = None,
-    quality_norm: Annotated[
-        str | None,
-        typer.Option(help="Quality scores to q_j: raw, minmax, rank or divide-by-max [raw]."),
-    ] = None,
-    rerank: Annotated[
-        str | None,
-        typer.Option(help="Distance d_ij: exact, none, sscd, sscd-distilled, lpips, dreamsim."),
-    ] = None,
+    quality_norm: Annotated[str | None, setting_option("quality_norm")] = None,
+    rerank: Annotated[str | None, setting_option("rerank")] = None,
     cache: Annotated[
         str | None,
         typer.Option(help="Embedding cache folder shared by runs, or none [~/.cache/gmvaluator]."),
     ] = None,
-    nprobe: Annotated[int | None, typer.Option(help="IVF lists probed per query.")] = None,
-    n_candidates: Annotated[
-        int | None, typer.Option(help="K': PQ candidates re-ranked exactly [max(10k, 100)].")
-    ] = None,
-    text_column: Annotated[str | None, typer.Option(help="Text column of Parquet/JSONL.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Embedding batch size [64].")] = None,
-    embedding_dtype: Annotated[
-        str | None, typer.Option(help="Stored embeddings: float32 or float16 [float32].")
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed [0].")] = None,
+    nprobe: Annotated[int | None, setting_option("nprobe")] = None,
+    n_candidates: Annotated[int | None, setting_option("n_candidates")] = None,
+    text_column: Annotated[str | None, setting_option("text_column")] = None,
+    batch_size: Annotated[int | None, setting_option("batch_size")] = None,
+    embedding_dtype: Annotated[str | None, setting_option("embedding_dtype")] = None,
+    seed: Annotated[int | None, setting_option("seed")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML file of settings.")] = None,
     on_error: Annotated[
         str, typer.Option(help="raise: stop at a bad item; skip: drop it, list it in skipped.csv.")
@@ -97,9 +91,7 @@ def value(
     overwrite: Overwrite = False,
     quiet: Quiet = False,
     report: ReportFlag = False,
-    target_recall: Annotated[
-        float | None, typer.Option(help="index auto: recall@k to tune the index to [0.99].")
-    ] = None,
+    target_recall: Annotated[float | None, setting_option("target_recall")] = None,
     engine: Annotated[
         str, typer.Option(help="local, or ray: embed and search on a Ray cluster.")
     ] = "local",
@@ -109,18 +101,15 @@ def value(
 ) -> None:
     """Value every training item against the generated samples; write RUN/values.parquet."""
     from gmvaluator.config import load_config
-    from gmvaluator.engines.ray.engine import open_engine
+    from gmvaluator.engines import open_engine
     from gmvaluator.errors import InputError
     from gmvaluator.rights.accounting import AccountingOptions
     from gmvaluator.run.pipeline import run_value
 
     if append is not None:
-        from gmvaluator.run.append import append_command
-
         if train is not None or out is not None:
             raise InputError("--append RUN takes no --train or --out: the run folder has both.")
-
-        append_command(append, generated, quality=quality, ledger=ledger, quiet=quiet)
+        _append(append, generated, quality=quality, ledger=ledger, quiet=quiet)
         if report:
             report_after_run(append)
         return
@@ -144,26 +133,26 @@ def value(
         quality_norm=quality_norm,
         target_recall=target_recall,
     )
+    accounting = AccountingOptions(
+        contributors=None if contributors is None else str(contributors),
+        opt_out=opt_out,
+        near_copy_quantile=near_copy_quantile,
+        near_copy_embedder=near_copy_embedder,
+        ledger=ledger or "run",
+    )
     with open_engine(engine, address) as eng:
         outcome = run_value(
-            train,
-            generated,
-            out,
-            cfg,
-            quality=quality,
-            overwrite=overwrite,
-            progress=not quiet,
-            on_error=on_error,
-            cache=_cache_dir(cache),
-            accounting=AccountingOptions(
-                contributors=None if contributors is None else str(contributors),
-                opt_out=opt_out,
-                near_copy_quantile=near_copy_quantile,
-                near_copy_embedder=near_copy_embedder,
-                ledger=ledger or "run",
-            ),
-            engine=eng,
-        )
+            train, generated, out, cfg, quality=quality, overwrite=overwrite,
+            progress=not quiet, on_error=on_error, cache=_cache_dir(cache),
+            accounting=accounting, engine=eng,
+        )  # fmt: skip
+    _print_run(outcome, out, skipped=on_error == "skip")
+    if report:
+        report_after_run(out)
+
+
+def _print_run(outcome: RunOutcome, out: Path, skipped: bool) -> None:
+    """The summary of a finished ``value`` run."""
     r = outcome.result
     s = r.summary()
     typer.echo(
@@ -171,11 +160,29 @@ def value(
         f"(k={s['k']}, index {r.config['index']['factory']}, recall@{s['k']} {r.recall:.3f})"
     )
     typer.echo(f"matched {s['n_matched']} of {s['n_train']} training items")
-    if on_error == "skip":
+    if skipped:
         typer.echo(f"skipped {outcome.n_skipped} bad items (listed in {out}/skipped.csv)")
     typer.echo(f"wrote {out}/values.parquet, attributions.parquet, config.json, run.json")
-    if report:
-        report_after_run(out)
+
+
+def _append(
+    run: Path, generated: str, *, quality: str | None, ledger: str | None, quiet: bool
+) -> None:
+    """``value --append RUN --generated NEW``: append the batch, then print a summary."""
+    from gmvaluator.run.append import append_run
+
+    out = append_run(run, generated, quality=quality, ledger=ledger, progress=not quiet)
+    s = out.result.summary()
+    near = out.batch.near_copy
+    flagged = int(near.any(axis=1).sum()) if near is not None else 0
+    typer.echo(
+        f"appended {len(out.batch.generated_ids)} generated samples to {run} (batch "
+        f"{out.batch_number}); the run now values {s['n_train']} training items against "
+        f"{s['n_generated']} generated samples"
+    )
+    typer.echo(f"matched {s['n_matched']} of {s['n_train']} training items; {flagged} near copies")
+    typer.echo(f"ledger: {out.ledger_rows_added} new credits")
+    typer.echo(f"wrote {run}/values.parquet, attributions.parquet, run.json")
 
 
 def _cache_dir(cache: str | None) -> Path | None:

@@ -19,7 +19,6 @@ records the method in ``config["rerank"]`` and the distance in ``config["distanc
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,11 +26,13 @@ from typing import Any
 import numpy as np
 
 from gmvaluator.core.result import ValuationResult
-from gmvaluator.core.valuator import Valuator, softmax_credit
+from gmvaluator.core.valuator import Valuator
+from gmvaluator.env import DREAMSIM_WEIGHTS, LPIPS_WEIGHTS, declared
 from gmvaluator.errors import InputError, MissingDependencyError, check_param
+from gmvaluator.search import check_complete, top_k
 
 RERANKERS = ("none", "exact", "sscd", "sscd-distilled", "lpips", "dreamsim")
-WEIGHTS_ENV = {"lpips": "GMVALUATOR_LPIPS_WEIGHTS", "dreamsim": "GMVALUATOR_DREAMSIM_WEIGHTS"}
+WEIGHTS_ENV = {"lpips": LPIPS_WEIGHTS.name, "dreamsim": DREAMSIM_WEIGHTS.name}
 _DISTANCE_DOC = {
     "sscd": "1 - cosine similarity of SSCD descriptors (sscd_disc_mixup, int8 ONNX)",
     "sscd-distilled": "1 - cosine similarity of distilled SSCD descriptors (ONNX)",
@@ -53,9 +54,9 @@ def check_rerank(method: str) -> None:
         LpipsDistance()
     elif method == "dreamsim":
         perceptual_weights(method)
-        from gmvaluator.embed._deps import require
+        from gmvaluator.embed.deps import require
 
-        require("dreamsim", "dreamsim", "--rerank dreamsim")
+        require("dreamsim", "dreamsim", "rerank='dreamsim'")
 
 
 def default_candidates(k: int, n_train: int) -> int:
@@ -91,12 +92,14 @@ def rerank_result(
     doc = _DISTANCE_DOC.get(method)
     if method == "none":
         doc = f"recall index distance ({result.config.get('distance')}; approximate for PQ)"
-    credit = softmax_credit(dist, valuator.temperature, result.quality)
-    n = len(result.train_ids)
-    values = np.bincount(rows.ravel(), weights=credit.ravel(), minlength=n)
-    counts = np.bincount(rows.ravel(), minlength=n)
+    credit = valuator.credit_rule_.assign(dist, rows, len(result.train_ids), result.quality)
     out = dataclasses.replace(
-        result, distances=dist, indices=rows, credits=credit, values=values, n_matches=counts
+        result,
+        distances=dist,
+        indices=rows,
+        credits=credit.credits,
+        values=credit.values,
+        n_matches=credit.n_matches,
     )
     return _with_config(out, info, doc)
 
@@ -125,34 +128,23 @@ def rerank_matches(
     else:
         if train is None:
             raise InputError(
-                f"--rerank {method} reads the candidates' training items; pass the embedded "
-                "training source as train."
+                f"rerank={method!r} reads the candidates' training items; pass the embedded "
+                "training source as train.",
+                param="rerank",
             )
         kp = n_candidates or default_candidates(k, valuator.n_train_)
         _, cand = valuator.candidates(generated.vectors, kp, exact=True)
         full = _perceptual(method, train, generated, valuator.train_ids_, cand, batch_size,
                            progress, describe)  # fmt: skip
-        dist, rows = _keep_best(full, cand, k)
+        dist, rows = top_k(full, cand, k)
         kp = int(cand.shape[1])
-    if not np.isfinite(dist).all():
-        raise InputError(
-            f"the index returned fewer than k={k} candidates for some generated samples. "
-            "Lower --k, raise --n-candidates or --nprobe, or use --index exact."
-        )
+    check_complete(dist, k, "generated samples")
     return dist, rows, kp
 
 
 def _with_config(result: ValuationResult, info: dict[str, Any], doc: Any) -> ValuationResult:
     config = {**result.config, "rerank": {**info, "distance": doc}, "distance": doc}
     return dataclasses.replace(result, config=config)
-
-
-def _keep_best(dist: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k smallest distances of each row; equal distances keep the lower training row."""
-    dist = np.where(cand >= 0, dist, np.inf)
-    key = np.where(cand >= 0, cand, np.iinfo(np.int64).max)
-    order = np.lexsort((key, dist), axis=-1)[:, :k]
-    return np.take_along_axis(dist, order, axis=1), np.take_along_axis(cand, order, axis=1)
 
 
 def _perceptual(
@@ -169,8 +161,9 @@ def _perceptual(
     for role, emb in (("training", train), ("generated", generated)):
         if emb.dataset.kind != "image":
             raise InputError(
-                f"--rerank {method} compares images, but the {role} source "
-                f"{emb.dataset.name!r} holds {emb.dataset.kind} items. Use --rerank exact."
+                f"rerank={method!r} compares images, but the {role} source "
+                f"{emb.dataset.name!r} holds {emb.dataset.kind} items. Use rerank='exact'.",
+                param="rerank",
             )
     # Index rows are rows of the indexed training set, which may be a subset: map by id.
     position = {str(i): r for r, i in enumerate(np.asarray(train.dataset.ids))}
@@ -214,13 +207,14 @@ def perceptual_weights(method: str) -> Path:
     """The local DreamSim weights folder, from its environment variable (LPIPS finds its own
     files: see ``gmvaluator.embed.perceptual``)."""
     env = WEIGHTS_ENV[method]
-    path = os.environ.get(env)
+    path = declared(env).text()
     if not path or not Path(path).exists():
         where = f"{path!r} does not exist" if path else f"{env} is not set"
         raise MissingDependencyError(
-            f"--rerank {method} needs local {method} weights, and {where}. Download them on a "
+            f"rerank={method!r} needs local {method} weights, and {where}. Download them on a "
             f"machine with access (the {method} package's own checkpoint) and set {env}=PATH, "
-            "or use --rerank exact or sscd."
+            "or use rerank='exact' or 'sscd'.",
+            param="rerank",
         )
     return Path(path)
 

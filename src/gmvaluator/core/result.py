@@ -11,8 +11,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gmvaluator._io import atomic_path, read_json, write_json
 from gmvaluator.errors import InputError
+from gmvaluator.files import atomic_path, read_json, write_json
 
 
 @dataclass(frozen=True)

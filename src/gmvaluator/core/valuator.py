@@ -1,10 +1,12 @@
-"""The GMValuator value: softmax credit over each generated sample's top-k training matches.
+"""The Valuator: the fitted index over the training embeddings, and the value it gives.
 
     V(x_i, g_j) = q_j * exp(-d_ij / T) / sum_{l in P_j} exp(-d_lj / T)   for i in P_j, else 0
     phi_i       = sum_j V(x_i, g_j)
 
-``Valuator`` holds the fitted index over the training embeddings; ``value`` never changes it,
-so one fitted valuator serves many generated sets.
+``Valuator`` is a scikit-learn estimator: the constructor only stores parameters (their
+defaults are those of ``gmvaluator.config.ValueConfig``), ``fit`` learns the fitted attributes
+(names ending in ``_``), and ``value`` never changes them, so one fitted valuator serves many
+generated sets. The credit rule itself lives in ``gmvaluator.core.credit``.
 """
 
 from __future__ import annotations
@@ -17,31 +19,21 @@ from typing import Any
 
 import numpy as np
 
-from gmvaluator._io import atomic_path, hash_array, read_json, save_npy, write_json
+from gmvaluator import search as ix
+from gmvaluator.config import ValueConfig
+from gmvaluator.core.credit import CreditRule
+from gmvaluator.core.estimator import Estimator
 from gmvaluator.core.result import ValuationResult
 from gmvaluator.errors import InputError, check_param
-from gmvaluator.search import index as ix
+from gmvaluator.files import atomic_path, hash_array, read_json, save_npy, write_json
 
 FORMAT_VERSION = 1
+#: The one declaration of every setting's default (``random_state`` is its ``seed``).
+_DEFAULTS = ValueConfig()
 
-
-def softmax_credit(
-    distances: np.ndarray, temperature: float = 1.0, quality: np.ndarray | None = None
-) -> np.ndarray:
-    """Credit of each match: a softmax of -d/T over each row, scaled by that row's quality.
-
-    Stable for any distance scale: the row minimum is subtracted before ``exp``, so the best
-    match has weight exactly 1 and the sum never underflows to zero. Rows sum to ``quality``.
-    """
-    d = np.asarray(distances, dtype=np.float64)
-    if d.ndim != 2:
-        raise InputError(f"distances must be 2-D (generated, k); got shape {d.shape}.")
-    check_param("softmax_credit", "temperature", temperature, temperature > 0, "a float > 0")
-    w = np.exp(-(d - d.min(axis=1, keepdims=True)) / temperature)
-    credit = w / w.sum(axis=1, keepdims=True)
-    if quality is not None:
-        credit *= np.asarray(quality, dtype=np.float64)[:, None]
-    return credit
+#: ``search(valuator, prepared_queries, k) -> (distances, training rows)``: a replacement of
+#: the local top-k search (the Ray engine spreads it over index shards).
+SearchHook = Callable[["Valuator", np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 
 
 def check_quality(quality: Any, m: int, ids: np.ndarray | None = None) -> np.ndarray:
@@ -63,15 +55,18 @@ def check_quality(quality: Any, m: int, ids: np.ndarray | None = None) -> np.nda
 
 @dataclass(frozen=True)
 class _Fitted:
+    """What ``fit`` learns; read through the Valuator's fitted attributes."""
+
     index: Any
     embeddings: np.ndarray
     ids: np.ndarray
     params: ix.IndexParams
     embeddings_hash: str
     build_seconds: float
+    credit_rule: CreditRule
 
 
-class Valuator:
+class Valuator(Estimator):
     """Values training items by their similarity to generated samples (GMValuator).
 
     Parameters
@@ -85,31 +80,39 @@ class Valuator:
     temperature : float, default 1.0
         T in exp(-d / T); the paper uses 1.
     m, nbits, nlist, nprobe, n_candidates :
-        PQ / IVF settings; None resolves to the defaults of ``index.resolve_params``.
+        PQ / IVF settings; None resolves to the defaults of ``search.resolve_params``.
+    recall_sample : int, default 1000
+        Generated queries on which recall@k is measured against exact search.
     target_recall : float, default 0.99
         ``index="auto"`` only: nprobe and K' are tuned until recall@k on held-out training
         queries reaches this (recorded in ``index_params_``).
-    recall_sample : int, default 1000
-        Generated queries on which recall@k is measured against exact search.
     random_state : int, default 0
         Seed for codebook training and the recall sample.
+
+    Attributes (after ``fit``)
+    --------------------------
+    embeddings_, faiss_index_, train_ids_, n_train_, index_params_, embeddings_sha256_,
+    build_seconds_, credit_rule_ : see each property.
+
+    ``get_params``, ``set_params`` and ``sklearn.base.clone`` work as for any scikit-learn
+    estimator (``gmvaluator.core.estimator``).
     """
 
     def __init__(
         self,
-        k: int = 10,
-        index: str = "auto",
-        metric: str = "cosine",
-        temperature: float = 1.0,
+        k: int = _DEFAULTS.k,
+        index: str = _DEFAULTS.index,
+        metric: str = _DEFAULTS.metric,
+        temperature: float = _DEFAULTS.temperature,
         *,
-        m: int | None = None,
-        nbits: int | None = None,
-        nlist: int | None = None,
-        nprobe: int | None = None,
-        n_candidates: int | None = None,
-        recall_sample: int = 1000,
-        target_recall: float = 0.99,
-        random_state: int = 0,
+        m: int | None = _DEFAULTS.m,
+        nbits: int | None = _DEFAULTS.nbits,
+        nlist: int | None = _DEFAULTS.nlist,
+        nprobe: int | None = _DEFAULTS.nprobe,
+        n_candidates: int | None = _DEFAULTS.n_candidates,
+        recall_sample: int = _DEFAULTS.recall_sample,
+        target_recall: float = _DEFAULTS.target_recall,
+        random_state: int = _DEFAULTS.seed,
     ) -> None:
         self.k = k
         self.index = index
@@ -123,23 +126,6 @@ class Valuator:
         self.recall_sample = recall_sample
         self.target_recall = target_recall
         self.random_state = random_state
-
-    def get_params(self) -> dict[str, Any]:
-        keys = (
-            "k",
-            "index",
-            "metric",
-            "temperature",
-            "m",
-            "nbits",
-            "nlist",
-            "nprobe",
-            "n_candidates",
-            "recall_sample",
-            "target_recall",
-            "random_state",
-        )
-        return {key: getattr(self, key) for key in keys}
 
     def _validate_params(self) -> None:
         name = type(self).__name__
@@ -176,7 +162,8 @@ class Valuator:
         ids_arr = _as_ids(ids, n, "training")
         if self.k > n:
             raise InputError(
-                f"k={self.k} is larger than the training set ({n} items). Use --k {n} or fewer."
+                f"k={self.k} is larger than the training set ({n} items); use k <= {n}.",
+                param="k",
             )
         params = ix.resolve_params(
             self.index,
@@ -196,32 +183,57 @@ class Valuator:
         faiss_index, params = ix.build_tuned(
             x, params, self.k, seed=self.random_state, sample=self.recall_sample, fixed=given
         )
-        self.fitted_ = _Fitted(
-            faiss_index, x, ids_arr, params, hash_array(x), time.perf_counter() - t0
-        )
+        seconds = time.perf_counter() - t0
+        rule = CreditRule(self.temperature)
+        self._fitted = _Fitted(faiss_index, x, ids_arr, params, hash_array(x), seconds, rule)
         return self
 
-    # -- fitted attributes, named after scikit-learn's trailing underscore -------------------
+    # -- fitted attributes, read-only, named after scikit-learn's trailing underscore --------
+    def _state(self) -> _Fitted:
+        self._check_fitted()
+        return self._fitted
+
     @property
-    def index_params_(self) -> ix.IndexParams:
-        return self._fitted().params
+    def embeddings_(self) -> np.ndarray:
+        """(n, d) prepared float32 training vectors (memory-mapped when fitted with a store)."""
+        return self._state().embeddings
+
+    @property
+    def faiss_index_(self) -> Any:
+        """The faiss index over ``embeddings_`` that recalls candidates."""
+        return self._state().index
 
     @property
     def train_ids_(self) -> np.ndarray:
-        return self._fitted().ids
+        """The training ids, one per row of ``embeddings_``."""
+        return self._state().ids
 
     @property
     def n_train_(self) -> int:
-        return len(self._fitted().ids)
+        return len(self._state().ids)
 
-    def _fitted(self) -> _Fitted:
-        if not hasattr(self, "fitted_"):
-            raise InputError("This Valuator is not fitted yet. Call 'fit' first.")
-        return self.fitted_
+    @property
+    def index_params_(self) -> ix.IndexParams:
+        """The resolved (and, for ``auto``, tuned) settings of ``faiss_index_``."""
+        return self._state().params
 
+    @property
+    def embeddings_sha256_(self) -> str:
+        return self._state().embeddings_hash
+
+    @property
+    def build_seconds_(self) -> float:
+        return self._state().build_seconds
+
+    @property
+    def credit_rule_(self) -> CreditRule:
+        """The credit rule of this valuator's values (its temperature as at ``fit``)."""
+        return self._state().credit_rule
+
+    # -- queries: they never change the valuator ---------------------------------------------
     def kneighbors(self, generated_embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (distances, training rows) of each generated sample, after exact re-rank."""
-        f = self._fitted()
+        f = self._state()
         q = self._prepare_queries(generated_embeddings)
         return ix.search(f.index, f.embeddings, q, self.k, f.params)
 
@@ -234,22 +246,16 @@ class Valuator:
         without it they are the recall index's own top K' with its own (for PQ: approximate)
         distances, in the valuator's metric. Missing candidates have row -1 and distance inf.
         """
-        f = self._fitted()
+        f = self._state()
         q = self._prepare_queries(generated_embeddings)
         kp = min(len(f.ids), max(1, int(n_candidates)))
         if exact:
             return ix.search(f.index, f.embeddings, q, kp, f.params)
-        raw, rows = f.index.search(q, kp)
-        d = raw.astype(np.float64)
-        if self.metric == "cosine":
-            # an exact cosine index scores inner products; the others squared L2 of unit vectors
-            d = 1.0 - d if f.params.kind == "exact" else d / 2.0
-            d = np.clip(d, 0.0, 2.0)
-        return np.where(rows >= 0, d, np.inf), rows.astype(np.int64)
+        return ix.index_search(f.index, q, kp, f.params)
 
-    def _prepare_queries(self, g: np.ndarray) -> np.ndarray:
-        f = self._fitted()
-        q = ix.prepare(g, self.metric, "generated embeddings")
+    def _prepare_queries(self, generated_embeddings: np.ndarray) -> np.ndarray:
+        f = self._state()
+        q = ix.prepare(generated_embeddings, self.metric, "generated embeddings")
         check_same_dim(f.embeddings.shape[1], q.shape[1])
         return q
 
@@ -259,14 +265,14 @@ class Valuator:
         quality: Any = None,
         ids: Any = None,
         *,
-        search: Callable[[Any, np.ndarray, int], tuple[np.ndarray, np.ndarray]] | None = None,
+        search: SearchHook | None = None,
     ) -> ValuationResult:
         """Value the training set against generated samples (m, d); q_j defaults to 1.
 
-        ``search(fitted, prepared_queries, k) -> (distances, rows)`` replaces the local top-k
-        search (the Ray engine spreads it over index shards); everything else is the same.
+        ``search(valuator, prepared_queries, k) -> (distances, rows)`` replaces the local
+        top-k search (the Ray engine spreads it over index shards); everything else is the same.
         """
-        f = self._fitted()
+        f = self._state()
         q = self._prepare_queries(generated_embeddings)
         gen_ids = _as_ids(ids, len(q), "generated")
         qual = check_quality(quality, len(q), gen_ids)
@@ -274,12 +280,9 @@ class Valuator:
         if search is None:
             dist, rows = ix.search(f.index, f.embeddings, q, self.k, f.params)
         else:
-            dist, rows = search(f, q, self.k)
+            dist, rows = search(self, q, self.k)
         t_search = time.perf_counter() - t0
-        credit = softmax_credit(dist, self.temperature, qual)
-        n = len(f.ids)
-        values = np.bincount(rows.ravel(), weights=credit.ravel(), minlength=n)
-        counts = np.bincount(rows.ravel(), minlength=n)
+        credit = f.credit_rule.assign(dist, rows, len(f.ids), qual)
         t0 = time.perf_counter()
         recall, n_recall = ix.measure_recall(
             f.index, f.embeddings, q, self.k, f.params, self.recall_sample, self.random_state
@@ -287,11 +290,11 @@ class Valuator:
         return ValuationResult(
             train_ids=f.ids,
             generated_ids=gen_ids,
-            values=values,
-            n_matches=counts,
+            values=credit.values,
+            n_matches=credit.n_matches,
             distances=dist,
             indices=rows,
-            credits=credit,
+            credits=credit.credits,
             quality=qual,
             config=self.describe(),
             recall=recall,
@@ -305,7 +308,7 @@ class Valuator:
 
     def describe(self) -> dict[str, Any]:
         """The resolved configuration: parameters plus the index actually built."""
-        f = self._fitted()
+        f = self._state()
         return {
             "valuator": self.get_params(),
             "index": f.params.to_dict(),
@@ -313,6 +316,7 @@ class Valuator:
             "embeddings_sha256": f.embeddings_hash,
         }
 
+    # -- on disk ----------------------------------------------------------------------------
     def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
         """Write the fitted valuator to a folder: faiss index, embeddings, ids and JSON.
 
@@ -320,7 +324,7 @@ class Valuator:
         """
         import faiss
 
-        f = self._fitted()
+        f = self._state()
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         stored = getattr(f.embeddings, "filename", None)
@@ -352,7 +356,10 @@ class Valuator:
         self = cls(**meta["valuator"])
         params = ix.IndexParams(**meta["index"])
         index = faiss.read_index(str(path / "index.faiss"))
-        self.fitted_ = _Fitted(index, x, ids, params, meta["embeddings_sha256"], meta["build_s"])
+        rule = CreditRule(self.temperature)
+        self._fitted = _Fitted(
+            index, x, ids, params, meta["embeddings_sha256"], meta["build_s"], rule
+        )
         return self
 
 

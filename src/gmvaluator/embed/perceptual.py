@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,10 +32,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from gmvaluator import env
 from gmvaluator.errors import InputError, MissingDependencyError
 
-LPIPS_WEIGHTS_ENV = "GMVALUATOR_LPIPS_WEIGHTS"
-LPIPS_LINEAR_ENV = "GMVALUATOR_LPIPS_LINEAR"
 LPIPS_SIZE = 224
 # torchvision's file names for the ImageNet weights (what torch's hub cache holds)
 BACKBONE_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
@@ -67,7 +65,7 @@ NETS = {"alex": (_alex_layers(), (1, 4, 7, 9, 11)), "vgg": (_vgg_layers(), (3, 8
 
 def lpips_backbone_path(net: str = "alex") -> Path:
     """The backbone's weights file: ``$GMVALUATOR_LPIPS_WEIGHTS``, else torch's hub cache."""
-    given = _env_file(LPIPS_WEIGHTS_ENV, f"the ImageNet weights of its {net} backbone",
+    given = _env_file(env.LPIPS_WEIGHTS, f"the ImageNet weights of its {net} backbone",
                       _backbone_fix(net))  # fmt: skip
     if given is not None:
         return given
@@ -75,21 +73,21 @@ def lpips_backbone_path(net: str = "alex") -> Path:
     if cached.is_file():
         return cached
     raise MissingDependencyError(
-        f"LPIPS needs the ImageNet weights of its {net} backbone: {LPIPS_WEIGHTS_ENV} is not set "
-        f"and {str(cached)!r} does not exist. {_backbone_fix(net)}"
+        f"LPIPS needs the ImageNet weights of its {net} backbone: {env.LPIPS_WEIGHTS.name} is "
+        f"not set and {str(cached)!r} does not exist. {_backbone_fix(net)}"
     )
 
 
-def _env_file(env: str, what: str, fix: str) -> Path | None:
-    """The file the environment variable ``env`` names (None when unset); a missing one is
+def _env_file(var: env.EnvVar, what: str, fix: str) -> Path | None:
+    """The file the environment variable ``var`` names (None when unset); a missing one is
     refused, saying that LPIPS needs ``what`` and how to ``fix`` it."""
-    given = os.environ.get(env)
-    if not given:
+    given = var.path()
+    if given is None:
         return None
-    path = Path(given).expanduser()
+    path = given.expanduser()
     if not path.is_file():
         raise MissingDependencyError(
-            f"LPIPS needs {what}, and {env} names {str(path)!r}, which does not exist. {fix}"
+            f"LPIPS needs {what}, and {var.name} names {str(path)!r}, which does not exist. {fix}"
         )
     return path
 
@@ -97,7 +95,7 @@ def _env_file(env: str, what: str, fix: str) -> Path | None:
 def _backbone_fix(net: str) -> str:
     return (
         f"Copy torchvision's {BACKBONE_FILES[net]} from a machine that has it (its torch hub "
-        f"cache) and set {LPIPS_WEIGHTS_ENV}=PATH, or use --rerank exact or sscd."
+        f"cache) and set {env.LPIPS_WEIGHTS.name}=PATH, or use --rerank exact or sscd."
     )
 
 
@@ -111,10 +109,10 @@ def lpips_linear_path(net: str = "alex") -> Path:
     """The learned linear layers: ``$GMVALUATOR_LPIPS_LINEAR``, else the lpips package's file."""
     fix = (
         f"Install the package's files with: pip install --no-deps lpips==0.1.4 (its code and "
-        f"torchvision are not needed), or set {LPIPS_LINEAR_ENV}=PATH to its weights/v0.1/"
+        f"torchvision are not needed), or set {env.LPIPS_LINEAR.name}=PATH to its weights/v0.1/"
         f"{net}.pth."
     )
-    given = _env_file(LPIPS_LINEAR_ENV, "its linear layers", fix)
+    given = _env_file(env.LPIPS_LINEAR, "its linear layers", fix)
     if given is not None:
         return given
     try:
@@ -194,8 +192,8 @@ def load_lpips(backbone: str, linear: str, net: str = "alex") -> Any:
         if not found:
             raise InputError(
                 f"LPIPS weights file {path!r} has no {prefix}* tensors. Pass torchvision's "
-                f"{BACKBONE_FILES[net]} as {LPIPS_WEIGHTS_ENV} and the lpips package's "
-                f"{net}.pth as {LPIPS_LINEAR_ENV}."
+                f"{BACKBONE_FILES[net]} as {env.LPIPS_WEIGHTS.name} and the lpips package's "
+                f"{net}.pth as {env.LPIPS_LINEAR.name}."
             )
         state.update(found)
     wanted = set(model.state_dict()) - {"shift", "scale"}
@@ -242,7 +240,7 @@ class LpipsDistance:
     def __init__(self, net: str = "alex", batch_size: int = 16) -> None:
         if net not in NETS:
             raise InputError(f"LPIPS has no backbone {net!r}. Choose one of: alex, vgg.")
-        from gmvaluator.embed._deps import require
+        from gmvaluator.embed.deps import require
 
         require("torch", "torch", "--rerank lpips")
         self.net = net
@@ -268,7 +266,7 @@ class LpipsDistance:
 def dreamsim_distance(weights: Path) -> Any:
     """DreamSim (Fu et al. 2023) through the ``dreamsim`` package, from the folder its own
     download populated (``cache_dir``): a function of two PIL images -> distance."""
-    from gmvaluator.embed._deps import import_optional
+    from gmvaluator.embed.deps import import_optional
 
     import_optional("dreamsim", "dreamsim", "--rerank dreamsim")
     import torch

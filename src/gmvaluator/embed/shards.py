@@ -6,7 +6,7 @@
     FOLDER/all.npy             every shard's vectors joined, memory-mapped by later stages
 
 Vectors are stored as float32, or as float16 (``dtype``) to halve the files and the page cache
-they take; readers convert each block they read to float32 (``gmvaluator.search.index.prepare``).
+they take; readers convert each block they read to float32 (``gmvaluator.search.prepare``).
 
 A shard counts as finished only once its JSON exists (written after the vectors, atomically),
 so a run killed at any point resumes from the last finished shard and redoes nothing else.
@@ -23,13 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from gmvaluator._faults import checkpoint
-from gmvaluator._io import atomic_path, read_json, save_npy, write_json
 from gmvaluator.embed.base import Embedder
 from gmvaluator.embed.cache import EmbeddingCache, item_keys
 from gmvaluator.embed.dataset import _embed_batch, embedder_fingerprint
 from gmvaluator.embed.registry import check_kind
 from gmvaluator.errors import InputError
+from gmvaluator.files import atomic_path, read_json, save_npy, write_json
 from gmvaluator.resources import check_resources
 from gmvaluator.skips import current, on_bad_item, skipping
 from gmvaluator.sources.base import Dataset
@@ -60,7 +59,7 @@ def embed_sharded(
     """
     check_kind(embedder, ds.kind, ds.name)
     meta = shard_meta(source_meta, embedder, shard_size, metric, dtype)
-    _reset_if_stale(folder, meta)
+    reset_if_stale(folder, meta)
     n = len(ds)
     starts = list(range(0, n, shard_size))
     parts, kept, reused, seconds = [], [], 0, 0.0
@@ -73,17 +72,16 @@ def embed_sharded(
             done = _load_shard(folder, number)
             if done is None:
                 t0 = time.perf_counter()
-                done = _embed_shard(ds, embedder, start, stop, batch_size, metric, cache)
+                done = embed_shard(ds, embedder, start, stop, batch_size, metric, cache)
                 seconds += time.perf_counter() - t0
-                _save_shard(folder, number, *done, dtype=dtype)
-                checkpoint("embed-shard")
+                save_shard(folder, number, *done, dtype=dtype)
             else:
                 reused += 1
                 current().rows.extend((current().source, i, r) for i, r in done[2])
             vecs, rows, _ = done
             if number == 0 and len(vecs):
                 check_resources(n, vecs.shape[1], folder, np.dtype(dtype).itemsize)
-            parts.append(np.load(_shard_paths(folder, number)[0], mmap_mode="r"))
+            parts.append(np.load(shard_paths(folder, number)[0], mmap_mode="r"))
             kept.append(rows)
             bar.update(stop - start)
     return _assemble(ds, folder, parts, kept, seconds, reused, len(starts), dtype)
@@ -139,10 +137,11 @@ def _join_on_disk(parts: list[np.ndarray], path: Path, dtype: str = "float32") -
     return np.load(path, mmap_mode="r", allow_pickle=False)
 
 
-def _embed_shard(
+def embed_shard(
     ds: Dataset, embedder: Embedder, start: int, stop: int, batch_size: int, metric: str,
     cache: EmbeddingCache | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:  # fmt: skip
+    """Rows [start, stop) of ``ds``: (vectors, the rows that embedded, (id, reason) skipped)."""
     before = len(current().rows)
     vecs: list[np.ndarray] = []
     rows: list[np.ndarray] = []
@@ -244,7 +243,7 @@ def _drop_zero_rows(
     return vecs[~zero], rows[~zero]
 
 
-def _reset_if_stale(folder: Path, meta: dict[str, Any]) -> None:
+def reset_if_stale(folder: Path, meta: dict[str, Any]) -> None:
     """Shards of another source or embedder are useless here: remove them, record the new."""
     path = folder / "meta.json"
     if path.is_file() and read_json(path) == meta:
@@ -254,12 +253,13 @@ def _reset_if_stale(folder: Path, meta: dict[str, Any]) -> None:
     write_json(path, meta)
 
 
-def _shard_paths(folder: Path, number: int) -> tuple[Path, Path]:
+def shard_paths(folder: Path, number: int) -> tuple[Path, Path]:
+    """The vectors and the JSON of shard ``number``; it is finished once both exist."""
     return folder / f"shard-{number:05d}.npy", folder / f"shard-{number:05d}.json"
 
 
 def _load_shard(folder: Path, number: int):  # type: ignore[no-untyped-def]
-    npy, js = _shard_paths(folder, number)
+    npy, js = shard_paths(folder, number)
     if not (npy.is_file() and js.is_file()):
         return None
     info = read_json(js)
@@ -270,8 +270,10 @@ def _load_shard(folder: Path, number: int):  # type: ignore[no-untyped-def]
     return vecs, rows, [tuple(x) for x in info["skipped"]]
 
 
-def _save_shard(folder: Path, number: int, vecs, rows, skipped, dtype: str = "float32") -> None:  # type: ignore[no-untyped-def]
-    npy, js = _shard_paths(folder, number)
+def save_shard(folder: Path, number: int, vecs, rows, skipped, dtype: str = "float32") -> None:  # type: ignore[no-untyped-def]
+    """Write shard ``number`` (what ``embed_shard`` returned); its JSON last, so that it counts
+    only once complete."""
+    npy, js = shard_paths(folder, number)
     if dtype == "float16":
         _check_float16_range(vecs, folder, number)
     save_npy(npy, np.ascontiguousarray(vecs, dtype=np.dtype(dtype)))

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from gmvaluator.embed._deps import dist_version, require
+from gmvaluator.embed.deps import dist_version, require
 from gmvaluator.errors import MissingDependencyError, check_param
 from gmvaluator.sources.base import Kind
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from gmvaluator.core.credit import CreditRule
 from gmvaluator.core.result import ValuationResult
-from gmvaluator.core.valuator import softmax_credit
 from gmvaluator.errors import InputError
 from gmvaluator.evaluate import stats
 
@@ -26,7 +26,9 @@ def identical_class_share(
     """C1: per generated sample, the share of its top-k contributors that have its class."""
     k = result.k if k is None else k
     if not 1 <= k <= result.k:
-        raise InputError(f"k={k} must be in [1, {result.k}], the k the result was made with.")
+        raise InputError(
+            f"k={k} must be in [1, {result.k}], the k the result was made with.", param="k"
+        )
     train_labels = np.asarray(train_labels)
     generated_labels = np.asarray(generated_labels)
     if len(train_labels) != len(result.train_ids) or len(generated_labels) != len(
@@ -119,10 +121,12 @@ def values_at_k(result: ValuationResult, k: int, temperature: float = 1.0) -> np
     scaled by the result's quality.
     """
     if not 1 <= k <= result.k:
-        raise InputError(f"k={k} must be in [1, {result.k}], the k the result was made with.")
-    credit = softmax_credit(result.distances[:, :k], temperature, result.quality)
-    rows = result.indices[:, :k].ravel()
-    return np.bincount(rows, weights=credit.ravel(), minlength=len(result.train_ids))
+        raise InputError(
+            f"k={k} must be in [1, {result.k}], the k the result was made with.", param="k"
+        )
+    rule = CreditRule(temperature)
+    n = len(result.train_ids)
+    return rule.assign(result.distances[:, :k], result.indices[:, :k], n, result.quality).values
 
 
 def attribution_matrix(result: ValuationResult) -> np.ndarray:

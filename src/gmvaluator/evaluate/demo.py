@@ -6,7 +6,7 @@ written to ``RUN/generated/samples.npz`` and valued like any other source.
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from gmvaluator._io import atomic_path, write_json
 from gmvaluator.config import ValueConfig
 from gmvaluator.evaluate import identical_class_share
+from gmvaluator.files import atomic_path, write_json
 from gmvaluator.run.pipeline import RunOutcome, run_value
 from gmvaluator.sources import BUILTINS, load_source
 from gmvaluator.sources.builtin import FASHION_MNIST_CLASSES, fashion_mnist_available
@@ -173,5 +173,9 @@ def format_summary(s: dict[str, Any]) -> str:
 
 
 def _log(enabled: bool, msg: str) -> None:
+    # progress notes go to the "gmvaluator" logger; the command line shows them on stderr
     if enabled:
-        print(msg, file=sys.stderr, flush=True)
+        _LOGGER.info(msg)
+
+
+_LOGGER = logging.getLogger(__name__)

@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from gmvaluator import search as ix
 from gmvaluator.errors import InputError
 from gmvaluator.evaluate import criteria, stats
 from gmvaluator.evaluate.data import inject
 from gmvaluator.evaluate.generators.reference import check_family, reference_loss, train_reference
 from gmvaluator.evaluate.valuers import ValuerSpec, embed_images, value_images
-from gmvaluator.search import index as ix
 
 Samples = dict[str, dict[str, list[float]]]
 

@@ -54,13 +54,27 @@ def estimate(samples: Any) -> Estimate:
 def bootstrap(
     samples: Any, n_boot: int = 2000, seed: int = 0, statistic: Any = np.mean
 ) -> Estimate:
-    """Statistic of ``samples`` with a 95 % percentile-bootstrap interval over its elements."""
+    """Statistic of ``samples`` with a 95 % percentile-bootstrap interval over its elements.
+
+    ``scipy.stats.bootstrap`` draws the resamples from ``numpy.random.default_rng(seed)`` and
+    takes the 2.5th and 97.5th percentiles of the statistic over them.
+    """
+    from scipy import stats
+
     x = _finite_1d(samples, "bootstrap")
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(x), size=(n_boot, len(x)))
-    stats_ = np.array([statistic(x[d]) for d in draws])
-    lo, hi = np.percentile(stats_, [2.5, 97.5])
-    return Estimate(float(statistic(x)), float(lo), float(hi), len(x), "bootstrap", ())
+    point = float(statistic(x))
+    if len(x) == 1:  # every resample is the one element: no spread (scipy refuses n = 1)
+        return Estimate(point, point, point, 1, "bootstrap", ())
+    res = stats.bootstrap(
+        (x,),
+        statistic,
+        n_resamples=n_boot,
+        confidence_level=0.95,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    lo, hi = res.confidence_interval
+    return Estimate(point, float(lo), float(hi), len(x), "bootstrap", ())
 
 
 def _finite_1d(samples: Any, owner: str) -> np.ndarray:
@@ -84,32 +98,27 @@ def _check_binary(scores: Any, positive: Any, owner: str) -> tuple[np.ndarray, n
 
 def auroc(scores: Any, positive: Any) -> float:
     """Area under the ROC curve of ``scores`` for ``positive`` (ties count one half)."""
-    from scipy.stats import rankdata
+    from sklearn.metrics import roc_auc_score
 
     s, y = _check_binary(scores, positive, "auroc")
-    r = rankdata(s)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    return float((r[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(roc_auc_score(y, s))
 
 
 def auprc(scores: Any, positive: Any) -> float:
     """Average precision of ``scores`` for ``positive``; tied scores share their precision."""
+    from sklearn.metrics import average_precision_score
+
     s, y = _check_binary(scores, positive, "auprc")
-    order = np.argsort(-s, kind="stable")
-    s_sorted, y_sorted = s[order], y[order]
-    # evaluate precision only at the last item of each run of ties, so ties are order-free
-    last = np.r_[s_sorted[1:] != s_sorted[:-1], True]
-    tp = np.cumsum(y_sorted)[last]
-    seen = np.flatnonzero(last) + 1
-    precision = tp / seen
-    recall_step = np.diff(np.r_[0, tp]) / y.sum()
-    return float((precision * recall_step).sum())
+    return float(average_precision_score(y, s))
 
 
 def precision_at(scores: Any, positive: Any, n: int | None = None) -> float:
     """Share of positives among the ``n`` highest scores (default: the number of positives).
 
     Ties at the cut are shared out in proportion, so the result never depends on row order.
+    scikit-learn has no such measure: ``precision_score`` of a top-n cut made by sorting, or
+    ``top_k_accuracy_score``, let row order decide the ties (with every score tied, 50
+    positives among 1,000 items gave 1.0 or 0.0 by order; this gives 0.05).
     """
     s, y = _check_binary(scores, positive, "precision_at")
     n = int(y.sum()) if n is None else int(n)

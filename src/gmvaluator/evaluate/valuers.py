@@ -19,31 +19,45 @@ from typing import Any
 
 import numpy as np
 
-from gmvaluator._io import hash_array
+from gmvaluator import search as ix
+from gmvaluator.config import ValueConfig
+from gmvaluator.core.credit import CreditRule
 from gmvaluator.core.result import ValuationResult
-from gmvaluator.core.valuator import Valuator, softmax_credit
+from gmvaluator.core.valuator import Valuator
 from gmvaluator.errors import InputError, check_param
-from gmvaluator.search import index as ix
+from gmvaluator.files import hash_array
+
+#: The one declaration of the settings' defaults, shared with ``Valuator``.
+_DEFAULTS = ValueConfig()
 
 
 @dataclass(frozen=True)
 class ValuerSpec:
+    """One valuer of an evaluation: its embedder, re-rank and quality weighting, and the
+    ``Valuator`` parameters it varies (the others, k and the seed, come from the evaluation).
+    """
+
     name: str
     embedder: str = "pixels"
-    index: str = "auto"
-    metric: str = "cosine"
-    temperature: float = 1.0
+    # fields named after a Valuator parameter are passed to it (``valuator_params``), with its
+    # defaults; the PQ / IVF ones left None resolve as ``search.resolve_params`` documents
+    index: str = _DEFAULTS.index
+    metric: str = _DEFAULTS.metric
+    temperature: float = _DEFAULTS.temperature
     quality: bool = False
     random: bool = False
-    rerank: str = "exact"
-    #: PQ / IVF settings of the index (None: the documented defaults of ``index.resolve_params``)
-    m: int | None = None
-    nbits: int | None = None
-    nlist: int | None = None
-    nprobe: int | None = None
+    rerank: str = _DEFAULTS.rerank
+    m: int | None = _DEFAULTS.m
+    nbits: int | None = _DEFAULTS.nbits
+    nlist: int | None = _DEFAULTS.nlist
+    nprobe: int | None = _DEFAULTS.nprobe
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def valuator_params(self) -> dict[str, Any]:
+        """The fields of this spec that are ``Valuator`` parameters, by name."""
+        return {name: getattr(self, name) for name in Valuator.param_names() if hasattr(self, name)}
 
 
 def baselines(default_embedder: str = "pixels") -> list[ValuerSpec]:
@@ -74,7 +88,7 @@ def sensitivity_variants(embedders: Any = ("pixels",)) -> list[ValuerSpec]:
 
     ``exact:<embedder>`` is exact search (the reference recall is measured against); ``pqMxB``
     plain PQ with M sub-quantizers of B bits; ``ivfL-...-nprobeP`` IVF-PQ with L lists, P of
-    them probed; ``ivfpq-default`` IVF-PQ with the defaults of ``index.resolve_params``. A
+    them probed; ``ivfpq-default`` IVF-PQ with the defaults of ``search.resolve_params``. A
     ``+rerank`` suffix re-ranks K' = max(10 k, 100) candidates exactly; without it the index's
     own top k and distances are used. M = 8 and 16 divide the dimensions of every embedder here.
     """
@@ -163,7 +177,9 @@ def value_images(
     ``timings`` of the result gain ``embed_train_s`` and ``embed_generated_s`` (0 when cached).
     """
     if k > len(train_images):
-        raise InputError(f"k={k} exceeds the {len(train_images)} training images; lower k.")
+        raise InputError(
+            f"k={k} exceeds the {len(train_images)} training images; lower k.", param="k"
+        )
     check_param("ValuerSpec", "rerank", spec.rerank, spec.rerank in RERANKS, f"one of {RERANKS}")
     if spec.random:
         return random_result(len(train_images), len(generated_images), k, seed)
@@ -171,18 +187,8 @@ def value_images(
     gen, t_gen = embed_images(generated_images, spec.embedder)
     if quality is None and spec.quality:
         quality = sharpness_quality(generated_images)
-    valuator = Valuator(
-        k=k,
-        index=spec.index,
-        metric=spec.metric,
-        temperature=spec.temperature,
-        m=spec.m,
-        nbits=spec.nbits,
-        nlist=spec.nlist,
-        nprobe=spec.nprobe,
-        random_state=seed,
-        recall_sample=200,
-    ).fit(train)
+    valuator = Valuator(k=k, random_state=seed, recall_sample=200, **spec.valuator_params())
+    valuator.fit(train)
     result = valuator.value(gen, quality=quality if spec.quality else None)
     if spec.rerank == "none":
         result = _without_rerank(result, valuator, gen)
@@ -203,12 +209,10 @@ def _without_rerank(
     from gmvaluator.core.rerank import rerank_result
 
     out = rerank_result(result, valuator, None, SimpleNamespace(vectors=generated), "none")
-    n_q = min(valuator.recall_sample, len(generated))
-    rows = np.sort(np.random.default_rng(valuator.random_state).choice(len(generated), n_q, False))
-    x = valuator.fitted_.embeddings
+    rows = ix.recall_rows(len(generated), valuator.recall_sample, valuator.random_state)
     q = ix.prepare(generated[rows], valuator.metric, "generated embeddings")
-    _, exact = ix.exact_search(x, q, valuator.k, valuator.metric)
-    return replace(out, recall=ix.recall_at_k(out.indices[rows], exact), recall_queries=n_q)
+    _, exact = ix.exact_search(valuator.embeddings_, q, valuator.k, valuator.metric)
+    return replace(out, recall=ix.recall_at_k(out.indices[rows], exact), recall_queries=len(rows))
 
 
 def random_result(n: int, m: int, k: int, seed: int = 0) -> ValuationResult:
@@ -216,15 +220,15 @@ def random_result(n: int, m: int, k: int, seed: int = 0) -> ValuationResult:
     rng = np.random.default_rng(seed)
     rows = np.argsort(rng.random((m, n)), axis=1)[:, :k]
     dist = np.zeros((m, k))
-    credit = softmax_credit(dist)
+    credit = CreditRule().assign(dist, rows, n)  # equal distances: equal credit
     return ValuationResult(
         train_ids=np.array([str(i) for i in range(n)]),
         generated_ids=np.array([str(j) for j in range(m)]),
-        values=np.bincount(rows.ravel(), weights=credit.ravel(), minlength=n),
-        n_matches=np.bincount(rows.ravel(), minlength=n),
+        values=credit.values,
+        n_matches=credit.n_matches,
         distances=dist,
         indices=rows,
-        credits=credit,
+        credits=credit.credits,
         quality=np.ones(m),
         config={"spec": ValuerSpec("random", random=True).to_dict()},
         recall=1.0,

@@ -10,7 +10,6 @@ not scale-free, so the size is part of ``settings()``.
 from __future__ import annotations
 
 import functools
-import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,10 +18,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from gmvaluator.embed._deps import dist_version, import_optional, require
+from gmvaluator import env
+from gmvaluator.embed.deps import dist_version, import_optional, require
 from gmvaluator.errors import InputError, MissingDependencyError, check_param
-
-MANIQA_WEIGHTS_ENV = "GMVALUATOR_MANIQA_WEIGHTS"
 
 
 def rgb_array(image: Image.Image, max_side: int) -> np.ndarray:
@@ -165,13 +163,13 @@ class ManiqaScorer(_ImageScorer):
 
     def __init__(self, weights: str | None = None, max_side: int = 512, device: str = "cpu"):
         super().__init__(max_side)
-        path = weights or os.environ.get(MANIQA_WEIGHTS_ENV)
+        path = weights or env.MANIQA_WEIGHTS.text()
         if not path or not Path(path).is_file():
             where = f"{path!r} does not exist" if path else "no weights file was given"
             raise MissingDependencyError(
                 f"the maniqa quality score needs local MANIQA weights for pyiqa "
                 f"(e.g. ckpt_koniq10k.pt), and {where}. Download them on a machine with access "
-                f"and pass --quality maniqa:PATH or set {MANIQA_WEIGHTS_ENV}=PATH."
+                f"and pass --quality maniqa:PATH or set {env.MANIQA_WEIGHTS.name}=PATH."
             )
         require("pyiqa", "pyiqa", "the maniqa quality score")
         self.weights = str(path)

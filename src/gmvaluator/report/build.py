@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from gmvaluator._io import atomic_path, write_json
 from gmvaluator.errors import InputError, MissingDependencyError, check_param
+from gmvaluator.files import atomic_path, write_json
 from gmvaluator.report import data as d
 from gmvaluator.report import sections
 from gmvaluator.report.evaluation import evaluations
@@ -62,9 +62,11 @@ def write_report(
 ) -> Report:
     """Write ``RUN/report/index.html`` (and ``report.json`` with its settings) for a run."""
     t0 = time.perf_counter()
-    if importlib.util.find_spec("matplotlib") is None:
+    missing = [m for m in ("matplotlib", "jinja2") if importlib.util.find_spec(m) is None]
+    if missing:
         raise MissingDependencyError(
-            "the HTML report needs matplotlib, which is not installed. Install it with: "
+            f"the HTML report needs {' and '.join(missing)}, which "
+            f"{'is' if len(missing) == 1 else 'are'} not installed. Install it with: "
             "pip install 'gmvaluator[report]'"
         )
     cfg = cfg or ReportConfig()

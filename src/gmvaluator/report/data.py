@@ -13,10 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gmvaluator._io import read_json
 from gmvaluator.errors import InputError
-
-REQUIRED_FILES = ("values.parquet", "attributions.parquet", "run.json")
+from gmvaluator.files import read_json
+from gmvaluator.run.folder import RunFolder
 
 
 @dataclass
@@ -51,18 +50,7 @@ class RunData:
 
 def read_run(run_dir: str | Path) -> RunData:
     """Open a run folder written by ``gmvaluator value``; InputError naming what is missing."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise InputError(
-            f"{run_dir} is not a folder. Give the --out folder of a finished "
-            "`gmvaluator value` or `gmvaluator demo` run."
-        )
-    for name in REQUIRED_FILES:
-        if not (run_dir / name).is_file():
-            raise InputError(
-                f"{run_dir} is not a finished valuation run: {run_dir / name} is missing. "
-                f"Run `gmvaluator value --out {run_dir} ...` to completion first."
-            )
+    run_dir = RunFolder(run_dir).require_finished("report").path
     values = pd.read_parquet(run_dir / "values.parquet")
     att = pd.read_parquet(run_dir / "attributions.parquet")
     run = read_json(run_dir / "run.json")

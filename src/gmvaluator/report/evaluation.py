@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from gmvaluator.report import plots
-from gmvaluator.report.page import count, esc, img, num, num_cell, table
+from gmvaluator.report.page import render
 
 MAX_CHARTS = 12
 
@@ -20,49 +20,41 @@ MAX_CHARTS = 12
 def evaluations(found: dict[str, Any]) -> str:
     if not found:
         return ""
-    parts = ['<h2 id="evaluation">Evaluation</h2>']
+    shown = []
     for name, obj in found.items():
-        parts.append(f"<h3>{esc(name)}</h3>")
         valuers = obj.get("valuers") if isinstance(obj, dict) else None
-        parts.append(_criterion(obj) if isinstance(valuers, dict) else _generic(obj))
-    return "\n".join(parts)
+        shown.append(_criterion(name, obj) if isinstance(valuers, dict) else _generic(name, obj))
+    return render("evaluation.html", evaluations=shown)
 
 
-def _criterion(obj: dict[str, Any]) -> str:
+def _criterion(name: str, obj: dict[str, Any]) -> dict[str, Any]:
     """Valuers x metrics: a table of means with 95 % intervals, and a chart per metric."""
     valuers: dict[str, dict[str, Any]] = obj["valuers"]
     metrics = list(dict.fromkeys(m for per in valuers.values() for m in per if _estimate(per[m])))
     setup = obj.get("setup") or {}
-    shown = ", ".join(f"{k} {v}" for k, v in setup.items() if not isinstance(v, dict | list))
-    parts = [f'<p class="note">{esc(shown)}</p>'] if shown else []
-    body = [
-        [f"<code>{esc(name)}</code>", *(_estimate_cell(per.get(m)) for m in metrics)]
-        for name, per in valuers.items()
+    rows = [
+        {"name": valuer, "estimates": [_interval(per.get(m)) for m in metrics]}
+        for valuer, per in valuers.items()
     ]
-    parts.append(table(["valuer", *metrics], body, "eval"))
     if len(valuers) == 1:  # one valuer: its metrics side by side in one chart
-        ((name, per),) = valuers.items()
+        ((valuer, per),) = valuers.items()
         ests = [per[m] for m in metrics]
-        chart = plots.estimate_chart(name, metrics, [float(e["mean"]) for e in ests], _cis(ests))
-        return "\n".join([*parts, f'<div class="plots">{img(chart, name, "plot")}</div>'])
-    charts = []
-    for metric in metrics[:MAX_CHARTS]:
-        names = [n for n, per in valuers.items() if _estimate(per.get(metric))]
-        ests = [valuers[n][metric] for n in names]
-        charts.append(
-            img(
-                plots.estimate_chart(
-                    metric,
-                    names,
-                    [float(e["mean"]) for e in ests],
-                    _cis(ests),
-                ),
-                metric,
-                "plot",
-            )
-        )
-    parts.append('<div class="plots">' + "".join(charts) + "</div>")
-    return "\n".join(parts)
+        means = [float(e["mean"]) for e in ests]
+        charts = [(plots.estimate_chart(valuer, metrics, means, _cis(ests)), valuer)]
+    else:
+        charts = []
+        for metric in metrics[:MAX_CHARTS]:
+            names = [n for n, per in valuers.items() if _estimate(per.get(metric))]
+            ests = [valuers[n][metric] for n in names]
+            means = [float(e["mean"]) for e in ests]
+            charts.append((plots.estimate_chart(metric, names, means, _cis(ests)), metric))
+    return {
+        "name": name,
+        "setup": ", ".join(f"{k} {v}" for k, v in setup.items() if not isinstance(v, dict | list)),
+        "metrics": metrics,
+        "valuers": rows,
+        "charts": charts,
+    }
 
 
 def _cis(ests: list[dict[str, Any]]) -> list[list[float]]:
@@ -73,28 +65,26 @@ def _estimate(v: Any) -> bool:
     return isinstance(v, dict) and _is_number(v.get("mean"))
 
 
-def _estimate_cell(v: Any) -> str:
+def _interval(v: Any) -> dict[str, float] | None:
+    """An estimate as mean, lo, hi (lo = hi = mean without an interval); None when absent."""
     if not _estimate(v):
-        return "<td></td>"
-    ci = v.get("ci95")
-    interval = f" [{num(ci[0], 3)}, {num(ci[1], 3)}]" if ci and ci[0] != ci[1] else ""
-    return f'<td class="num">{num(v["mean"], 3)}{esc(interval)}</td>'
+        return None
+    ci = v.get("ci95") or (v["mean"], v["mean"])
+    return {"mean": v["mean"], "lo": ci[0], "hi": ci[1]}
 
 
-def _generic(obj: Any) -> str:
+def _generic(name: str, obj: Any) -> dict[str, Any]:
     """Any other JSON: its numbers as a table, its named series as bar charts."""
-    parts = []
     scalars, series = _flatten(obj)
-    if scalars:
-        body = [[f"<code>{esc(k)}</code>", _number_cell(v)] for k, v in scalars[:60]]
-        parts.append(table(["result", "value"], body, "eval"))
-    charts = [
-        img(plots.bar_chart(key, list(s), list(s.values())), key, "plot")
-        for key, s in series[:MAX_CHARTS]
-    ]
-    if charts:
-        parts.append('<div class="plots">' + "".join(charts) + "</div>")
-    return "\n".join(parts)
+    return {
+        "name": name,
+        "setup": "",
+        "metrics": None,
+        "scalars": [(k, int(v) if isinstance(v, int | np.integer) else v) for k, v in scalars[:60]],
+        "charts": [
+            (plots.bar_chart(key, list(s), list(s.values())), key) for key, s in series[:MAX_CHARTS]
+        ],
+    }
 
 
 def _flatten(obj: Any, prefix: str = "") -> tuple[list[tuple[str, float]], list[Any]]:
@@ -114,12 +104,6 @@ def _flatten(obj: Any, prefix: str = "") -> tuple[list[tuple[str, float]], list[
     elif _is_number(obj):
         scalars.append((prefix, obj))
     return scalars, series
-
-
-def _number_cell(v: float) -> str:
-    if isinstance(v, int | np.integer):
-        return f'<td class="num">{count(int(v))}</td>'
-    return num_cell(v, 4)
 
 
 def _is_number(v: Any) -> bool:

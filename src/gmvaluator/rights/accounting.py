@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gmvaluator._io import hash_strings, read_json
 from gmvaluator.core.result import ValuationResult, write_parquet
 from gmvaluator.core.valuator import Valuator
 from gmvaluator.errors import InputError
+from gmvaluator.files import hash_strings, read_json
 from gmvaluator.rights import nearcopy
 from gmvaluator.rights.contributors import TrainingRights, contributors_frame, resolve_rights
 from gmvaluator.sources import Dataset
@@ -237,15 +237,24 @@ class RunAccounting:
         return {"label": labels, **self.rights.columns()}
 
     def write(
-        self, run_dir: Path, result: ValuationResult, generated: Dataset | None, valuator: Valuator
-    ) -> None:
-        """``contributors.parquet`` and the ledger rows of ``result``'s generated samples."""
+        self,
+        run_dir: Path,
+        result: ValuationResult,
+        generated: Dataset | None,
+        valuator: Valuator,
+        batch: ValuationResult | None = None,
+    ) -> int:
+        """``contributors.parquet`` of ``result`` and the ledger rows of ``batch``'s generated
+        samples (default: ``result``'s; an appended batch adds only its own); returns how many
+        rows the ledger added."""
         if self.rights.contributors is not None:
             frame = contributors_frame(result.values, result.n_matches, self.rights.contributors)
             write_parquet(frame, run_dir / "contributors.parquet")
         target = self.opts.ledger_target(run_dir)
-        if target is not None:
-            self.record_credits(target, result, generated, valuator, run_dir)
+        if target is None:
+            return 0
+        new = result if batch is None else batch
+        return self.record_credits(target, new, generated, valuator, run_dir)
 
     def record_credits(
         self,
@@ -255,17 +264,16 @@ class RunAccounting:
         valuator: Valuator,
         run_dir: Path | None,
     ) -> int:
-        from gmvaluator.rights.ledger import credit_rows, describe_target, item_hashes, open_ledger
+        from gmvaluator.rights.ledger import RunStamp, describe_target, item_hashes, open_ledger
 
-        rows = credit_rows(
+        stamp = RunStamp(
+            self.run_id, self.settings_sha256, index_version(valuator), embedder_version(run_dir)
+        )
+        rows = stamp.credit_rows(
             result,
-            run_id=self.run_id,
             generated_sha256=None if generated is None else item_hashes(generated),
             contributors=self.rights.contributors,
             licence=self.rights.licence,
-            index_version=index_version(valuator),
-            embedder=embedder_version(run_dir),
-            settings_sha256=self.settings_sha256,
         )
         with open_ledger(target) as ledger:
             added = ledger.append(rows)

@@ -37,10 +37,10 @@ from typing import Any
 
 import numpy as np
 
-from gmvaluator._io import read_json, save_npy, write_json
+from gmvaluator import search as ix
 from gmvaluator.core.valuator import Valuator
 from gmvaluator.errors import InputError, check_param
-from gmvaluator.search import index as ix
+from gmvaluator.files import read_json, save_npy, write_json
 
 DEFAULT_QUANTILE = 0.01
 CALIBRATION_SAMPLE = 2000
@@ -62,8 +62,7 @@ def calibrate(
     """The near-copy threshold of a fitted valuator's training set, and the rule behind it."""
     ok = isinstance(quantile, (int, float)) and not isinstance(quantile, bool) and 0 < quantile < 1
     check_param("near_copy", "quantile", quantile, ok, "a float in the range (0, 1)")
-    f = valuator._fitted()
-    x = f.embeddings
+    x = valuator.embeddings_
     n = len(x)
     if n < 2:
         return {"rule": "no threshold: fewer than 2 training items", "threshold": None}
@@ -73,7 +72,7 @@ def calibrate(
     if n <= EXACT_MAX:
         dist, idx = ix.exact_search(np.asarray(x, dtype=np.float32), q, min(3, n), valuator.metric)
     else:  # the run's own index with exact re-rank: a missed neighbour only raises the bar
-        dist, idx = ix.search(f.index, x, q, min(3, n), f.params)
+        dist, idx = ix.search(valuator.faiss_index_, x, q, min(3, n), valuator.index_params_)
     # Drop each query's own row; with duplicates its own row may not come first.
     own = idx == rows[:, None]
     first_other = np.argmax(~own, axis=1)
@@ -127,7 +126,7 @@ def calibrate_descriptors(
 def run_space_distances(valuator: Any, generated: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Exact distances, in the valuator's space, of each generated sample to its matched rows."""
     q = ix.prepare(generated, valuator.metric, "generated embeddings").astype(np.float64)
-    x = valuator.fitted_.embeddings
+    x = valuator.embeddings_
     out = np.empty(rows.shape, dtype=np.float64)
     for s in range(0, len(q), 256):
         vecs = np.asarray(x[rows[s : s + 256].ravel()], dtype=np.float64)
@@ -350,7 +349,7 @@ def calibrate_matched(
     """
     ok = isinstance(quantile, (int, float)) and not isinstance(quantile, bool) and 0 < quantile < 1
     check_param("near_copy", "quantile", quantile, ok, "a float in the range (0, 1)")
-    x = valuator._fitted().embeddings
+    x = valuator.embeddings_
     n = len(x)
     if n < 2:
         return {"rule": "no threshold: fewer than 2 training items", "threshold": None}

@@ -3,7 +3,8 @@
 Values are additive over generated samples (phi_i = sum_j V(x_i, g_j)), so a new batch is
 valued against the run's saved index (``RUN/index``, reopened with ``Valuator.load``) and its
 credits are added to the run's: the training set is neither re-embedded nor re-indexed, and
-the result equals a run from scratch over all generated samples.
+the result equals a run from scratch over all generated samples. The batch goes through the
+same stages as a full run (``gmvaluator.run.pipeline``): value, write, record.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gmvaluator._io import read_json, write_json
 from gmvaluator.config import ValueConfig
-from gmvaluator.core.result import ValuationResult, write_parquet
+from gmvaluator.core.result import ValuationResult
 from gmvaluator.core.valuator import Valuator, check_same_dim
+from gmvaluator.engines import Embedded, Engine, LocalEngine
 from gmvaluator.errors import InputError
 from gmvaluator.rights import nearcopy
 from gmvaluator.rights.accounting import (
@@ -33,8 +34,9 @@ from gmvaluator.rights.accounting import (
     embedder_of,
     rights_from_values,
 )
-from gmvaluator.rights.contributors import contributors_frame
 from gmvaluator.rights.ledger import is_url
+from gmvaluator.run.folder import RunFolder
+from gmvaluator.run.pipeline import quality_stage, result_record, value_stage, write_stage
 from gmvaluator.sources import load_source
 
 _BASE_VALUE_COLUMNS = ("train_id", "value", "rank", "n_matches")
@@ -51,7 +53,6 @@ _CALIBRATION_KEYS = (
     "descriptors",
     "space_reason",
 )
-_RUN_FILES = ("config.json", "run.json", "values.parquet", "attributions.parquet")
 
 
 @dataclass
@@ -95,114 +96,121 @@ def append_run(
     quality: str | Path | None = None,
     ledger: str | None = None,
     progress: bool = True,
+    engine: Engine | None = None,
 ) -> AppendOutcome:
     """Value ``generated_spec`` against the run's index and add it to the run's results.
 
     ``ledger`` defaults to the ledger the run recorded into; give a path or URL to record
-    elsewhere, or ``none``. Generated ids already in the run are refused.
+    elsewhere, or ``none``. Generated ids already in the run are refused. ``engine`` embeds
+    and searches the batch, as in ``run_value`` (default: the local engine).
     """
-    from gmvaluator.run.pipeline import embed_stage
-
     t_start = time.perf_counter()
-    run = Path(run_dir)
-    _check_run_folder(run)
-    settings = read_json(run / "config.json")
-    record = read_json(run / "run.json")
-    cfg = ValueConfig(
-        **{f.name: settings[f.name] for f in fields(ValueConfig) if f.name in settings}
-    )
-    old = ValuationResult.load(run)
-
-    ds = load_source(generated_spec, text_column=cfg.text_column)
-    _check_new_ids(old.generated_ids, ds.ids, generated_spec, run)
-    batches = record.get("appended", [])
-    number = len(batches) + 1
-    role = f"generated-append-{number:03d}"
-    generated = embed_stage(generated_spec, role, cfg, run, progress)
-    _check_same_embedder(run, role)
-    valuator = Valuator.load(run / "index")
-    check_same_dim(valuator._fitted().embeddings.shape[1], generated.vectors.shape[1])
-
-    opts = AccountingOptions(
-        contributors=settings.get("contributors"),
-        opt_out=settings.get("opt_out", "flag"),
-        near_copy_quantile=settings.get("near_copy_quantile", 0.01),
-        near_copy_embedder=settings.get("near_copy_embedder", nearcopy.RUN_SPACE),
-        ledger=ledger or _recorded_ledger(record, run),
-    )
-    values_df = pd.read_parquet(run / "values.parquet")
-    calibration = {
-        key: v for key, v in (record.get("near_copy") or {}).items() if key in _CALIBRATION_KEYS
+    engine = engine or LocalEngine()
+    folder = RunFolder(run_dir).require_finished("append")
+    settings, record = folder.read_settings(), folder.read_record()
+    cfg = ValueConfig.from_settings(settings)
+    old = ValuationResult.load(folder.path)
+    number = len(record.get("appended", [])) + 1
+    generated = _embed_batch(engine, folder, generated_spec, cfg, old, number, progress)
+    valuator = Valuator.load(folder.index)
+    check_same_dim(valuator.embeddings_.shape[1], generated.vectors.shape[1])
+    values_df = pd.read_parquet(folder.values)
+    acct = _reopen_accounting(folder, settings, record, values_df, ledger)
+    scores = quality_stage(
+        quality if quality is not None else _run_quality(settings, folder.path),
+        generated.dataset, cfg, progress,
+    )  # fmt: skip
+    train = _rerank_training_items(acct, cfg.rerank)
+    batch = value_stage(valuator, train, generated, scores, acct, cfg, engine, folder.path)
+    result = combine(old, batch)
+    columns = {c: values_df[c].to_numpy() for c in values_df if c not in _BASE_VALUE_COLUMNS}
+    added = write_stage(folder, result, batch, generated.dataset, valuator, acct, columns)
+    entry = {
+        "source": generated_spec,
+        "sha256": generated.source_hash,
+        "n": len(generated.dataset),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seconds": time.perf_counter() - t_start,
+        "ledger_rows_added": added,
     }
+    folder.write_record(_appended_record(folder, record, result, acct, entry))
+    return AppendOutcome(folder.path, result, batch, number, added)
+
+
+def _embed_batch(
+    engine: Engine,
+    folder: RunFolder,
+    spec: str,
+    cfg: ValueConfig,
+    old: ValuationResult,
+    number: int,
+    progress: bool,
+) -> Embedded:
+    """The new batch embedded into ``RUN/embeddings/generated-append-NNN`` by the run's
+    embedder, after checking that none of its ids is in the run already."""
+    ds = load_source(spec, text_column=cfg.text_column)
+    _check_new_ids(old.generated_ids, ds.ids, spec, folder.path)
+    role = f"generated-append-{number:03d}"
+    generated = engine.embed(spec, role, cfg, folder.path, progress)
+    _check_same_embedder(folder.path, role)
+    return generated
+
+
+def _reopen_accounting(
+    folder: RunFolder,
+    settings: dict[str, Any],
+    record: dict[str, Any],
+    values: pd.DataFrame,
+    ledger: str | None,
+) -> RunAccounting:
+    """The run's accounting as it was: its options, rights, run id, near-copy calibration and
+    space, and the ledger it recorded into (unless ``ledger`` names another)."""
+    opts = _accounting_options(settings, ledger or _recorded_ledger(record, folder.path))
+    near_copy = record.get("near_copy") or {}
+    calibration = {key: v for key, v in near_copy.items() if key in _CALIBRATION_KEYS}
     acct = RunAccounting(
         opts,
-        rights_from_values(values_df, opts.opt_out),
+        rights_from_values(values, opts.opt_out),
         run_id=record.get("run_id", "run-unknown"),
         settings_sha256=record.get("settings_sha256", ""),
         near_copy=calibration or None,
         train_spec=settings.get("train"),
         cache_root=nearcopy.cache_root_of(record),
-        space=nearcopy.recorded_space(record.get("near_copy") or {}, opts.near_copy_embedder),
+        space=nearcopy.recorded_space(near_copy, opts.near_copy_embedder),
     )
     acct.ledger_info = dict(record.get("ledger") or acct.ledger_info)
-    q = None
-    quality = quality if quality is not None else _run_quality(settings, run)
-    if quality is not None:
-        from gmvaluator.quality import quality_scores
+    return acct
 
-        q = quality_scores(quality, generated.dataset, cfg.quality_norm, progress=progress)
-    batch = valuator.value(generated.vectors, quality=q, ids=generated.dataset.ids)
-    if cfg.rerank != "exact":
-        from gmvaluator.core.rerank import rerank_result
-        from gmvaluator.run.pipeline import Embedded
 
-        train = None  # the perceptual re-ranks read the candidates' training items
-        if cfg.rerank != "none":
-            train = Embedded(acct.training_items(), np.empty((0, 0), np.float32), "", 0.0, True)
-        batch = rerank_result(batch, valuator, train, generated, cfg.rerank,
-                              n_candidates=cfg.n_candidates)  # fmt: skip
-    batch = acct.apply(batch, valuator, generated.dataset, run, generated_vectors=generated.vectors)
-    result = combine(old, batch)
+def _accounting_options(settings: dict[str, Any], ledger: str) -> AccountingOptions:
+    """The accounting options recorded in ``config.json``, recording into ``ledger``."""
+    # runs made before the near-copy space was a setting flagged in the run's own space
+    recorded: dict[str, Any] = {"near_copy_embedder": nearcopy.RUN_SPACE}
+    keys = AccountingOptions().settings()
+    recorded.update({key: settings[key] for key in keys if key in settings})
+    return AccountingOptions(**recorded, ledger=ledger)
 
-    extra_cols = {
-        c: values_df[c].to_numpy() for c in values_df.columns if c not in _BASE_VALUE_COLUMNS
-    }
-    result.save(run, **extra_cols)
-    if acct.rights.contributors is not None:
-        frame = contributors_frame(result.values, result.n_matches, acct.rights.contributors)
-        write_parquet(frame, run / "contributors.parquet")
-    added = 0
-    target = opts.ledger_target(run)
-    if target is not None:
-        added = acct.record_credits(target, batch, generated.dataset, valuator, run)
 
-    batches.append(
-        {
-            "source": generated_spec,
-            "sha256": generated.source_hash,
-            "n": len(generated.dataset),
-            "at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "seconds": time.perf_counter() - t_start,
-            "ledger_rows_added": added,
-        }
-    )
-    acct_record = acct.record(result)
-    if target is None:
-        acct_record["ledger"] = record.get("ledger")
-    record.update(
-        {
-            "appended": batches,
-            "counts": result.summary(),
-            "recall": {
-                "recall_at_k": result.recall,
-                "k": result.k,
-                "queries": result.recall_queries,
-            },
-            **acct_record,
-        }
-    )
-    write_json(run / "run.json", record)
-    return AppendOutcome(run, result, batch, number, added)
+def _rerank_training_items(acct: RunAccounting, method: str) -> Embedded | None:
+    """The training items a perceptual re-rank reads (its candidates'); the others read none."""
+    if method in ("exact", "none"):
+        return None
+    empty = np.empty((0, 0), np.float32)
+    return Embedded(acct.training_items(), empty, "", 0.0, True)
+
+
+def _appended_record(
+    folder: RunFolder,
+    record: dict[str, Any],
+    result: ValuationResult,
+    acct: RunAccounting,
+    entry: dict[str, Any],
+) -> dict[str, Any]:
+    """``run.json`` after an append: the batch listed, and what follows the whole result."""
+    update = result_record(result, acct)
+    if acct.opts.ledger_target(folder.path) is None:
+        update["ledger"] = record.get("ledger")  # what the run recorded before stays its record
+    return {**record, "appended": [*record.get("appended", []), entry], **update}
 
 
 def _run_quality(settings: dict[str, Any], run: Path) -> str | None:
@@ -231,17 +239,6 @@ def _recorded_ledger(record: dict[str, Any], run: Path) -> str:
     return str(target)
 
 
-def _check_run_folder(run: Path) -> None:
-    missing = [name for name in _RUN_FILES if not (run / name).is_file()]
-    if not (run / "index" / "index.json").is_file():
-        missing.append("index/index.json")
-    if missing:
-        raise InputError(
-            f"{run} is not a finished valuation run (no {', '.join(missing)}). Run "
-            "`gmvaluator value --train ... --generated ... --out RUN` first, then --append RUN."
-        )
-
-
 def _check_new_ids(old_ids: np.ndarray, new_ids: np.ndarray, spec: str, run: Path) -> None:
     seen = np.isin(np.asarray(new_ids).astype(str), old_ids.astype(str))
     if seen.any():
@@ -262,22 +259,3 @@ def _check_same_embedder(run: Path, role: str) -> None:
             f"{json.dumps(train)}. Give the new batch in the same format as the run's "
             "generated samples."
         )
-
-
-def append_command(
-    run: Path, generated: str, *, quality: str | Path | None, ledger: str | None, quiet: bool
-) -> None:
-    """``gmvaluator value --append RUN --generated NEW``: append, then print a summary."""
-    import typer
-
-    out = append_run(run, generated, quality=quality, ledger=ledger, progress=not quiet)
-    s = out.result.summary()
-    flagged = int(out.batch.near_copy.any(axis=1).sum()) if out.batch.near_copy is not None else 0
-    typer.echo(
-        f"appended {len(out.batch.generated_ids)} generated samples to {run} (batch "
-        f"{out.batch_number}); the run now values {s['n_train']} training items against "
-        f"{s['n_generated']} generated samples"
-    )
-    typer.echo(f"matched {s['n_matched']} of {s['n_train']} training items; {flagged} near copies")
-    typer.echo(f"ledger: {out.ledger_rows_added} new credits")
-    typer.echo(f"wrote {run}/values.parquet, attributions.parquet, run.json")

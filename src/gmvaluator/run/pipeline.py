@@ -1,14 +1,11 @@
-"""Stages of a valuation run and the run folder that connects them.
+"""The stages of a valuation run: embed both sources, index, value, write, record.
 
-    RUN/config.json                 resolved settings (what decides the numbers)
-    RUN/embeddings/{train,generated}.npy + .json   vectors, with source hash and embedder
-    RUN/index/                      the fitted Valuator (faiss index, embeddings, index.json)
-    RUN/values.parquet              one row per training item
-    RUN/attributions.parquet        one row per generated sample and match
-    RUN/run.json                    versions, input hashes, counts, timings, recall
-
-Each stage reuses its output when the JSON next to it matches what it would compute, so a
-re-run resumes finished work; asking for different settings in an existing run is an error.
+``run_value`` chains them into the run folder (``gmvaluator.run.folder``). Each stage reuses its
+output when the JSON next to it matches what it would compute, so a re-run resumes finished
+work; asking for different settings in an existing run is an error. An engine
+(``gmvaluator.engines``; local unless another is given) embeds and searches; the pipeline calls
+only its protocol. ``value_stage``, ``write_stage`` and ``result_record`` also serve an
+appended batch (``gmvaluator.run.append``).
 """
 
 from __future__ import annotations
@@ -23,30 +20,20 @@ import numpy as np
 import pandas as pd
 
 from gmvaluator import __version__
-from gmvaluator._faults import checkpoint
-from gmvaluator._io import atomic_path, read_json, remove_stale_temps, write_json
-from gmvaluator.config import ValueConfig, diff_settings
+from gmvaluator.config import ValueConfig
 from gmvaluator.core.result import ValuationResult
 from gmvaluator.core.valuator import Valuator, check_same_dim
-from gmvaluator.errors import ResumeError
+from gmvaluator.engines import Embedded, Engine, LocalEngine
+from gmvaluator.files import atomic_path, read_json
 from gmvaluator.quality.registry import read_quality  # noqa: F401  (its old home)
-from gmvaluator.skips import SkipLog, collect_skips, source_label
-from gmvaluator.sources import Dataset, content_hash, load_source
+from gmvaluator.run.folder import RunFolder
+from gmvaluator.skips import SkipLog, collect_skips, current
+from gmvaluator.sources import Dataset
 
 if TYPE_CHECKING:
     from gmvaluator.rights.accounting import AccountingOptions, RunAccounting
 
-
-@dataclass
-class Embedded:
-    """A source with its embeddings and the hash of its content."""
-
-    dataset: Dataset
-    vectors: np.ndarray
-    source_hash: str
-    seconds: float
-    reused: bool
-    cache: dict[str, Any] | None = None  # embedding-cache folder, items read from it, added
+__all__ = ["Embedded", "RunOutcome", "run_value"]
 
 
 @dataclass
@@ -57,134 +44,6 @@ class RunOutcome:
     generated: Embedded
     timings: dict[str, float] = field(default_factory=dict)
     n_skipped: int = 0
-
-
-def check_run_config(run_dir: Path, settings: dict[str, Any], overwrite: bool = False) -> None:
-    """Refuse to reuse a run folder made with other settings, naming the keys that differ."""
-    if run_dir.is_dir():
-        remove_stale_temps(run_dir)
-    path = run_dir / "config.json"
-    if path.is_file() and not overwrite:
-        old = read_json(path)
-        changed = diff_settings(old, settings)
-        if changed:
-            raise ResumeError(
-                f"run folder {run_dir} was made with different settings: {', '.join(changed)}. "
-                "Use a new --out folder, or --overwrite to replace it."
-            )
-    write_json(path, settings)
-
-
-def embed_stage(
-    spec: str,
-    role: str,
-    cfg: ValueConfig,
-    run_dir: Path | None,
-    progress: bool = True,
-    cache: str | Path | None = None,
-) -> Embedded:
-    """Read ``spec`` and embed it into ``RUN/embeddings/<role>/`` shards (reusing finished ones).
-
-    Under ``--on-error skip`` the returned dataset holds only the items that embedded.
-    ``cache`` is an embedding-cache folder shared by runs (``gmvaluator.embed.cache``).
-    """
-    from gmvaluator.embed import default_embedder, get_embedder
-    from gmvaluator.embed.cache import open_cache
-    from gmvaluator.embed.shards import embed_sharded
-
-    with source_label(role):
-        ds = load_source(spec, text_column=cfg.text_column)
-        source_hash = content_hash(ds)
-        embedder = get_embedder(cfg.embedder or default_embedder(ds.kind))
-        meta = {"role": role, "source": spec, "source_sha256": source_hash, "n": len(ds)}
-        folder = (run_dir / "embeddings" / role) if run_dir else _scratch_folder()
-        store = open_cache(cache, embedder)
-        emb = embed_sharded(
-            ds,
-            embedder,
-            folder,
-            meta,
-            shard_size=cfg.shard_size,
-            batch_size=cfg.batch_size,
-            metric=cfg.metric,
-            progress=progress,
-            cache=store,
-            dtype=cfg.embedding_dtype,
-        )
-    if len(emb.kept) < len(ds):
-        ds = ds.take(emb.kept)
-    reused = emb.reused_shards == emb.n_shards
-    stats = None
-    if store is not None:
-        stats = {"folder": str(store.folder), "hits": store.hits, "added": store.added}
-    return Embedded(ds, emb.vectors, source_hash, emb.seconds, reused=reused, cache=stats)
-
-
-def _scratch_folder() -> Path:
-    import tempfile
-
-    return Path(tempfile.mkdtemp(prefix="gmvaluator-embed-"))
-
-
-def index_stage(train: Embedded, cfg: ValueConfig, run_dir: Path | None) -> tuple[Valuator, float]:
-    """Fit the valuator on the training embeddings, or reopen ``RUN/index`` when it matches."""
-    folder = run_dir / "index" if run_dir else None
-    params = cfg.valuator_params()
-    if folder is not None and (folder / "index.json").is_file():
-        meta = read_json(folder / "index.json")
-        if meta.get("valuator") == params and meta.get("source_sha256") == train.source_hash:
-            return Valuator.load(folder), 0.0
-    t0 = time.perf_counter()
-    valuator = Valuator(**params).fit(train.vectors, ids=train.dataset.ids, store=folder)
-    seconds = time.perf_counter() - t0
-    if folder is not None:
-        valuator.save(folder, extra={"source_sha256": train.source_hash})
-    return valuator, seconds
-
-
-def value_stage(
-    valuator: Valuator,
-    train: Embedded,
-    generated: Embedded,
-    quality: np.ndarray | None,
-    run_dir: Path | None,
-    accounting: RunAccounting | None = None,
-    rerank: str | None = None,
-    n_candidates: int | None = None,
-    engine: Any = None,
-) -> ValuationResult:
-    """Value and write ``values.parquet`` and ``attributions.parquet``.
-
-    ``engine`` (e.g. ``gmvaluator.engines.ray.RayEngine``) runs the search instead of the
-    valuator itself; the result is the same.
-
-    ``rerank`` (see ``gmvaluator.core.rerank``) re-measures the candidates; d_ij is its distance.
-
-    ``accounting`` adds licence / opt-out columns, near-copy flags, ``contributors.parquet``
-    and the ledger (see ``gmvaluator.rights.accounting``).
-    """
-    if engine is not None:
-        result = engine.value(valuator, generated.vectors, quality, ids=generated.dataset.ids)
-    else:
-        result = valuator.value(generated.vectors, quality=quality, ids=generated.dataset.ids)
-    if rerank is not None:
-        from gmvaluator.core.rerank import rerank_result
-
-        result = rerank_result(
-            result, valuator, train, generated, rerank, n_candidates=n_candidates
-        )
-    ds = train.dataset
-    columns = {"label": ds.labels, "contributor": ds.contributors}
-    if accounting is not None:
-        result = accounting.apply(
-            result, valuator, generated.dataset, run_dir, generated_vectors=generated.vectors
-        )
-        columns = accounting.columns(ds.labels)
-    if run_dir is not None:
-        result.save(run_dir, **columns)
-        if accounting is not None:
-            accounting.write(run_dir, result, generated.dataset, valuator)
-    return result
 
 
 def run_value(
@@ -199,51 +58,41 @@ def run_value(
     on_error: str = "raise",
     accounting: AccountingOptions | None = None,
     cache: str | Path | None = None,
-    engine: Any = None,
+    engine: Engine | None = None,
 ) -> RunOutcome:
     """The whole ``gmvaluator value`` job: embed both sources, index, value, record.
 
-    ``engine`` (``gmvaluator.engines.ray.ray_engine``) embeds and searches on a Ray cluster.
-
+    ``engine`` embeds and searches (default ``LocalEngine()``; see ``gmvaluator.engines``).
     ``cache`` is a folder of embeddings shared by runs (None: no cache); items found there
     are not embedded again.
 
     ``on_error="skip"`` drops unusable items instead of stopping, and lists each one with the
     reason in ``RUN/skipped.csv``.
     """
-    with collect_skips(on_error) as skips:
-        from gmvaluator.core.rerank import check_rerank
-        from gmvaluator.quality import describe_quality
-        from gmvaluator.rights.accounting import AccountingOptions, RunAccounting
+    from gmvaluator.rights.accounting import AccountingOptions, RunAccounting
 
-        opts = accounting or AccountingOptions()
+    engine = engine or LocalEngine()
+    opts = accounting or AccountingOptions()
+    folder = None if run_dir is None else RunFolder(run_dir)
+    run = None if folder is None else folder.path
+    with collect_skips(on_error) as skips:
         t_start = time.perf_counter()
-        run = Path(run_dir) if run_dir is not None else None
-        settings = {"train": train_spec, "generated": generated_spec, "quality": _opt(quality)}
-        settings.update(cfg.to_dict())
-        settings.update(opts.settings())
-        check_rerank(cfg.rerank)  # a bad name or a missing model fails before any embedding
-        quality_info = describe_quality("none" if quality is None else quality, cfg.quality_norm)
-        if run is not None:
-            check_run_config(run, settings, overwrite)
-        embed = embed_stage if engine is None else engine.embed_stage
-        train = embed(train_spec, "train", cfg, run, progress, cache)
-        generated = embed(generated_spec, "generated", cfg, run, progress, cache)
-        if run is not None and skips.mode == "skip":
-            write_skipped(run / "skipped.csv", skips)
-        check_same_dim(train.vectors.shape[1], generated.vectors.shape[1])
+        settings = run_settings(train_spec, generated_spec, quality, cfg, opts)
+        quality_info = check_before_embedding(cfg, quality)
+        if folder is not None:
+            folder.check_settings(settings, overwrite)
+        train, generated = embed_sources(
+            engine, train_spec, generated_spec, cfg, folder, progress=progress, cache=cache
+        )
         acct = RunAccounting.start(opts, train.dataset, settings, train.source_hash,
                                    cache_root=None if cache is None else Path(cache))  # fmt: skip
         valuator, t_index = index_stage(acct.index_view(train), cfg, run)
-        q = None
-        if quality is not None:
-            from gmvaluator.quality import quality_scores
-
-            q = quality_scores(quality, generated.dataset, cfg.quality_norm, progress=progress)
+        q = quality_stage(quality, generated.dataset, cfg, progress)
         t0 = time.perf_counter()
-        result = value_stage(
-            valuator, train, generated, q, run, acct, cfg.rerank, cfg.n_candidates, engine
-        )
+        result = value_stage(valuator, train, generated, q, acct, cfg, engine, run)
+        if folder is not None:
+            columns = acct.columns(train.dataset.labels)
+            write_stage(folder, result, result, generated.dataset, valuator, acct, columns)
         timings = {
             "embed_train_s": 0.0 if train.reused else train.seconds,
             "embed_generated_s": 0.0 if generated.reused else generated.seconds,
@@ -251,15 +100,130 @@ def run_value(
             "value_s": time.perf_counter() - t0,
             "total_s": time.perf_counter() - t_start,
         }
-        if run is not None:
-            record = run_record(result, train, generated, timings, settings)
-            record["skipped"] = len(skips)
-            record["quality"] = quality_info
-            record["embedding_cache"] = {"train": train.cache, "generated": generated.cache}
-            record.update(acct.record(result))
-            checkpoint("before-run-json")
-            write_json(run / "run.json", record)
+        if folder is not None:
+            record = run_record(result, train, generated, timings, settings, acct)
+            cached = {"train": train.cache, "generated": generated.cache}
+            record.update(skipped=len(skips), quality=quality_info, embedding_cache=cached)
+            folder.write_record(record)
         return RunOutcome(run or Path("."), result, train, generated, timings, n_skipped=len(skips))
+
+
+def run_settings(
+    train_spec: str,
+    generated_spec: str,
+    quality: str | Path | None,
+    cfg: ValueConfig,
+    opts: AccountingOptions,
+) -> dict[str, Any]:
+    """What ``config.json`` records: every input and setting that changes the numbers."""
+    settings = {"train": train_spec, "generated": generated_spec, "quality": _opt(quality)}
+    settings.update(cfg.to_dict())
+    settings.update(opts.settings())
+    return settings
+
+
+def check_before_embedding(cfg: ValueConfig, quality: str | Path | None) -> dict[str, Any]:
+    """Fail before any embedding on a bad re-rank or quality setting; returns what ``run.json``
+    says about the quality scores."""
+    from gmvaluator.core.rerank import check_rerank
+    from gmvaluator.quality import describe_quality
+
+    check_rerank(cfg.rerank)  # a bad name or a missing model fails before any embedding
+    return describe_quality("none" if quality is None else quality, cfg.quality_norm)
+
+
+def embed_sources(
+    engine: Engine,
+    train_spec: str,
+    generated_spec: str,
+    cfg: ValueConfig,
+    folder: RunFolder | None,
+    *,
+    progress: bool = True,
+    cache: str | Path | None = None,
+) -> tuple[Embedded, Embedded]:
+    """Both sources embedded by ``engine`` (under ``--on-error skip``, the items dropped are
+    listed in ``RUN/skipped.csv``), checked to share one dimension."""
+    run = None if folder is None else folder.path
+    train = engine.embed(train_spec, "train", cfg, run, progress, cache)
+    generated = engine.embed(generated_spec, "generated", cfg, run, progress, cache)
+    skips = current()
+    if folder is not None and skips.mode == "skip":
+        write_skipped(folder.skipped, skips)
+    check_same_dim(train.vectors.shape[1], generated.vectors.shape[1])
+    return train, generated
+
+
+def index_stage(train: Embedded, cfg: ValueConfig, run_dir: Path | None) -> tuple[Valuator, float]:
+    """Fit the valuator on the training embeddings, or reopen ``RUN/index`` when it matches."""
+    folder = None if run_dir is None else RunFolder(run_dir).index
+    params = cfg.valuator_params()
+    if folder is not None and (folder / "index.json").is_file():
+        meta = read_json(folder / "index.json")
+        if meta.get("valuator") == params and meta.get("source_sha256") == train.source_hash:
+            return Valuator.load(folder), 0.0
+    t0 = time.perf_counter()
+    valuator = Valuator(**params).fit(train.vectors, ids=train.dataset.ids, store=folder)
+    seconds = time.perf_counter() - t0
+    if folder is not None:
+        valuator.save(folder, extra={"source_sha256": train.source_hash})
+    return valuator, seconds
+
+
+def quality_stage(
+    quality: str | Path | None, generated: Dataset, cfg: ValueConfig, progress: bool
+) -> np.ndarray | None:
+    """The quality scores q_j of the generated samples (None: every q_j is 1)."""
+    if quality is None:
+        return None
+    from gmvaluator.quality import quality_scores
+
+    return quality_scores(quality, generated, cfg.quality_norm, progress=progress)
+
+
+def value_stage(
+    valuator: Valuator,
+    train: Embedded | None,
+    generated: Embedded,
+    quality: np.ndarray | None,
+    accounting: RunAccounting,
+    cfg: ValueConfig,
+    engine: Engine,
+    run_dir: Path | None,
+) -> ValuationResult:
+    """Value ``generated``: the engine's search, the re-rank ``cfg.rerank`` (which makes d_ij;
+    see ``gmvaluator.core.rerank``) and the accounting (every training row, licence and
+    opt-out columns, near-copy flags; see ``gmvaluator.rights.accounting``). Writes nothing.
+
+    ``train`` is read only by the perceptual re-ranks, for their candidates' items.
+    """
+    from gmvaluator.core.rerank import rerank_result
+
+    ids = generated.dataset.ids
+    result = valuator.value(generated.vectors, quality=quality, ids=ids, search=engine.search)
+    result = rerank_result(
+        result, valuator, train, generated, cfg.rerank, n_candidates=cfg.n_candidates
+    )
+    return accounting.apply(
+        result, valuator, generated.dataset, run_dir, generated_vectors=generated.vectors
+    )
+
+
+def write_stage(
+    folder: RunFolder,
+    result: ValuationResult,
+    batch: ValuationResult,
+    generated: Dataset,
+    valuator: Valuator,
+    accounting: RunAccounting,
+    columns: dict[str, Any],
+) -> int:
+    """Write ``values.parquet`` and ``attributions.parquet`` of the whole ``result`` (with
+    ``columns`` beside the values), ``contributors.parquet``, and the ledger rows of ``batch``
+    (the generated samples valued now: all of ``result`` in a full run). Returns how many rows
+    the ledger added."""
+    result.save(folder.path, **columns)
+    return accounting.write(folder.path, result, generated, valuator, batch=batch)
 
 
 def write_skipped(path: Path, skips: SkipLog) -> None:
@@ -275,33 +239,39 @@ def run_record(
     generated: Embedded,
     timings: dict[str, float],
     settings: dict[str, Any],
+    accounting: RunAccounting,
 ) -> dict[str, Any]:
-    """What ``run.json`` says: versions, input hashes, counts, timings and index recall."""
+    """What ``run.json`` says: versions, input hashes, timings and ``result_record``."""
     return {
         "gmvaluator": __version__,
         "versions": package_versions(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "inputs": {
-            "train": {
-                "source": settings["train"],
-                "sha256": train.source_hash,
-                "n": len(train.dataset),
-            },
-            "generated": {
-                "source": settings["generated"],
-                "sha256": generated.source_hash,
-                "n": len(generated.dataset),
-            },
+            "train": _input(settings["train"], train),
+            "generated": _input(settings["generated"], generated),
         },
-        "counts": result.summary(),
         "index": result.config.get("index"),
-        "recall": {"recall_at_k": result.recall, "k": result.k, "queries": result.recall_queries},
         "distance": result.config.get("distance"),
         "rerank": result.config.get("rerank"),
         "timings": {**timings, **{f"valuator_{k}": v for k, v in result.timings.items()}},
         "reused": {"embed_train": train.reused, "embed_generated": generated.reused},
+        **result_record(result, accounting),
     }
+
+
+def result_record(result: ValuationResult, accounting: RunAccounting) -> dict[str, Any]:
+    """The keys of ``run.json`` that follow the whole result: counts, recall and the accounting
+    (rights, near copies, ledger); a full run writes them, and each appended batch anew."""
+    return {
+        "counts": result.summary(),
+        "recall": {"recall_at_k": result.recall, "k": result.k, "queries": result.recall_queries},
+        **accounting.record(result),
+    }
+
+
+def _input(spec: str, emb: Embedded) -> dict[str, Any]:
+    return {"source": spec, "sha256": emb.source_hash, "n": len(emb.dataset)}
 
 
 def package_versions() -> dict[str, str]:

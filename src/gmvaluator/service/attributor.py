@@ -1,42 +1,29 @@
-"""The attribution service: one generated sample in, its contributors and credits out.
+"""The attributor: one generated sample in, its contributors and credits out, in process.
 
 ``Attributor`` loads a finished run once (the fitted valuator, the embedder that embedded the
 training set, contributors, licences, the opt-out policy, the near-copy space and threshold, and
-the re-rank) and answers lookups in process, finding each sample's matches as the run did: a
-run re-ranked by SSCD or a perceptual distance reads its candidates from the training source
-again (descriptors are kept between requests). ``create_app`` puts it behind an HTTP API (FastAPI):
-
-    GET  /health              the run it serves
-    POST /attribute/image     multipart upload, field ``file`` (and optional ``id``, ``quality``,
-                              ``record``)
-    POST /attribute/text      JSON {"text": ..., "id"?, "quality"?, "record"?}
-    POST /attribute/embedding JSON {"embedding": [...], "id"?, "quality"?, "record"?}
-
-Bad input gets a 4xx with one sentence in ``detail``: 400 unreadable content, 413 a body over
-the size limit, 415 the wrong content type, 422 well-formed but invalid or of the wrong kind.
+the re-rank) and answers lookups, finding each sample's matches as the run did: a run re-ranked
+by SSCD or a perceptual distance reads its candidates from the training source again
+(descriptors are kept between requests). Credits come from the run's credit rule and recorded
+credits are the run's own ledger rows (``gmvaluator.rights.ledger.credit_rows``).
+``gmvaluator.service.http`` puts it behind an HTTP API.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import inspect
 import io
 import threading
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 
-from gmvaluator._io import read_json
-from gmvaluator.core.valuator import Valuator, softmax_credit
+from gmvaluator.core.credit import CreditRule
+from gmvaluator.core.result import ValuationResult
+from gmvaluator.core.valuator import Valuator
 from gmvaluator.errors import InputError
 from gmvaluator.rights import nearcopy
 from gmvaluator.rights.accounting import (
@@ -49,9 +36,8 @@ from gmvaluator.rights.accounting import (
     rights_from_values,
 )
 from gmvaluator.rights.contributors import TrainingRights
-
-#: Default request body limit (bytes).
-MAX_BYTES = 8 * 1024 * 1024
+from gmvaluator.rights.ledger import RunStamp
+from gmvaluator.run.folder import RunFolder
 
 
 class KindError(InputError):
@@ -81,6 +67,7 @@ class Attributor:
         (``sscd``, ``lpips``, ...) read the candidates from ``train_items``, the training
         source."""
         self.valuator = valuator
+        self.credit_rule: CreditRule = valuator.credit_rule_
         # (embedder, descriptors of training rows: rows -> (len, dim)) when near copies are
         # judged in a copy-detection space
         self.copy_space = copy_space
@@ -92,9 +79,8 @@ class Attributor:
         self.kind: str = embedder.kind
         self.threshold = threshold
         self.run_id = run_id
-        self.settings_sha256 = settings_sha256
         self.index_version = index_version(valuator)
-        self.embedder_version = embedder_version
+        self.stamp = RunStamp(run_id, settings_sha256, self.index_version, embedder_version)
         self.ledger_target = ledger_target
         self.rerank = rerank
         self.n_candidates = n_candidates
@@ -109,16 +95,11 @@ class Attributor:
     def from_run(cls, run_dir: str | Path, ledger: str | None = LEDGER_IN_RUN) -> Attributor:
         """Load a run folder written by ``gmvaluator value``; ``ledger`` is where recorded
         credits go (``run``: ``RUN/ledger.sqlite``; ``none``: nowhere)."""
-        run = Path(run_dir)
-        for name in ("config.json", "run.json", "values.parquet", "index/index.json"):
-            if not (run / name).is_file():
-                raise InputError(
-                    f"{run} is not a finished valuation run (no {name}). Serve a folder "
-                    "written by `gmvaluator value`."
-                )
-        settings = read_json(run / "config.json")
-        record = read_json(run / "run.json")
-        values = pd.read_parquet(run / "values.parquet")
+        folder = RunFolder(run_dir).require_finished("serve")
+        run = folder.path
+        settings = folder.read_settings()
+        record = folder.read_record()
+        values = pd.read_parquet(folder.values)
         rights = rights_from_values(values, settings.get("opt_out", "flag"))
         copy_space = _copy_space(run, settings, record, rights.ids)
         rerank = settings.get("rerank", "exact")
@@ -126,7 +107,7 @@ class Attributor:
         if rerank not in ("exact", "none"):
             train_items = load_training_items(settings["train"], rights.ids)
         return cls(
-            Valuator.load(run / "index", mmap=False),
+            Valuator.load(folder.index, mmap=False),
             rights,
             load_embedder(embedder_of(run, "train"), settings.get("embedder")),
             threshold=(record.get("near_copy") or {}).get("threshold"),
@@ -187,40 +168,69 @@ class Attributor:
         sha = hashlib.sha256(content).hexdigest()
         gid = generated_id or f"sha256:{sha[:16]}"
         dist, rows = self._matches(vec, item, gid)
-        credit = softmax_credit(dist, self.valuator.temperature, np.array([quality]))[0]
         full = self.rows[rows[0]]
-        copy_dist = dist[0]
-        if self.copy_space is not None and descriptor is not None:
-            copy_dist = nearcopy.matched_distances(descriptor, self.copy_space[1], full[None])[0]
-        near = nearcopy.flag(copy_dist, self.threshold)
-        r = self.rights
-        matches = [
-            {
-                "rank": rank + 1,
-                "train_id": str(r.ids[i]),
-                "contributor": None if r.contributors is None else str(r.contributors[i]),
-                "licence": None if r.licence is None else str(r.licence[i]),
-                "distance": float(dist[0, rank]),
-                "credit": float(credit[rank]),
-                "near_copy": bool(near[rank]),
-            }
-            for rank, i in enumerate(full)
-        ]
+        lookup = self._lookup(gid, dist, full, quality, descriptor)
+        matches = self._match_list(lookup, full)
         out: dict[str, Any] = {
             "generated_id": gid,
             "generated_sha256": sha,
             "run_id": self.run_id,
             "k": len(matches),
             "quality": float(quality),
-            "near_copy": bool(near.any()),
+            "near_copy": any(m["near_copy"] for m in matches),
             "near_copy_threshold": self.threshold,
             "matches": matches,
             "contributors": _by_contributor(matches),
             "recorded": 0,
         }
         if record:
-            out["recorded"] = self._record(out)
+            out["recorded"] = self._record(lookup, full, sha)
         return out
+
+    def _lookup(
+        self,
+        gid: str,
+        dist: np.ndarray,
+        full: np.ndarray,
+        quality: float,
+        descriptor: np.ndarray | None,
+    ) -> ValuationResult:
+        """One sample's matches as a result over only the k training items it matched, so that
+        a lookup never copies a column as long as the training set."""
+        k = len(full)
+        credit = self.credit_rule.credits(dist, np.array([quality]))
+        copy_dist = dist
+        if self.copy_space is not None and descriptor is not None:
+            copy_dist = nearcopy.matched_distances(descriptor, self.copy_space[1], full[None])
+        return ValuationResult(
+            train_ids=self.rights.ids[full],
+            generated_ids=np.array([gid]),
+            values=credit[0],
+            n_matches=np.ones(k, dtype=np.int64),
+            distances=dist,
+            indices=np.arange(k)[None],
+            credits=credit,
+            quality=np.array([float(quality)]),
+            near_copy=nearcopy.flag(copy_dist, self.threshold),
+        )
+
+    def _match_list(self, lookup: ValuationResult, full: np.ndarray) -> list[dict[str, Any]]:
+        """The lookup's matches as the service answers them, best first."""
+        r = self.rights
+        near = lookup.near_copy
+        assert near is not None
+        return [
+            {
+                "rank": rank + 1,
+                "train_id": str(lookup.train_ids[rank]),
+                "contributor": None if r.contributors is None else str(r.contributors[i]),
+                "licence": None if r.licence is None else str(r.licence[i]),
+                "distance": float(lookup.distances[0, rank]),
+                "credit": float(lookup.credits[0, rank]),
+                "near_copy": bool(near[0, rank]),
+            }
+            for rank, i in enumerate(full)
+        ]
 
     def _copy_descriptor(self, item: Any) -> np.ndarray | None:
         if self.copy_space is None:
@@ -247,9 +257,8 @@ class Attributor:
             train = Embedded(self.train_items, np.empty((0, 0), np.float32), "", 0.0, True)
         if self.rerank in ("sscd", "sscd-distilled") and self._describe is None:
             from gmvaluator.embed import get_embedder
-            from gmvaluator.rights.nearcopy import RowDescriptors
 
-            self._describe = RowDescriptors(self.train_items, get_embedder(self.rerank))
+            self._describe = nearcopy.RowDescriptors(self.train_items, get_embedder(self.rerank))
         dist, rows, _ = rerank_matches(
             self.valuator, train, sample, self.rerank, n_candidates=self.n_candidates,
             describe=self._describe,
@@ -264,28 +273,18 @@ class Attributor:
                 f"{kind} sample cannot be matched. POST to /attribute/{self.kind}."
             )
 
-    def _record(self, out: dict[str, Any]) -> int:
+    def _record(self, lookup: ValuationResult, full: np.ndarray, sha: str) -> int:
+        """Write the lookup's credits to the ledger as the run's own rows; how many were new."""
         if self.ledger_target is None:
             raise InputError("this service records no credits (started with --ledger none).")
-        from gmvaluator.rights.ledger import COLUMNS, open_ledger
+        from gmvaluator.rights.ledger import open_ledger
 
-        now = datetime.now(UTC).isoformat(timespec="seconds")
-        rows = pd.DataFrame(
-            [
-                {
-                    **{c: m.get(c) for c in COLUMNS if c in m},
-                    "run_id": self.run_id,
-                    "generated_id": out["generated_id"],
-                    "generated_sha256": out["generated_sha256"],
-                    "quality": out["quality"],
-                    "near_copy": int(m["near_copy"]),
-                    "index_version": self.index_version,
-                    "embedder": self.embedder_version,
-                    "settings_sha256": self.settings_sha256,
-                    "recorded_at": now,
-                }
-                for m in out["matches"]
-            ]
+        r = self.rights
+        rows = self.stamp.credit_rows(
+            lookup,
+            generated_sha256=np.array([sha]),
+            contributors=None if r.contributors is None else r.contributors[full],
+            licence=None if r.licence is None else r.licence[full],
         )
         with self._ledger_lock:
             if self._ledger is None:
@@ -348,205 +347,3 @@ def _by_contributor(matches: list[dict[str, Any]]) -> list[dict[str, Any]]:
         totals[key] = totals.get(key, 0.0) + m["credit"]
     ranked = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))
     return [{"contributor": c, "credit": v} for c, v in ranked]
-
-
-# -- HTTP -------------------------------------------------------------------------------------
-class Match(BaseModel):
-    rank: int
-    train_id: str
-    contributor: str | None
-    licence: str | None
-    distance: float
-    credit: float
-    near_copy: bool
-
-
-class ContributorCredit(BaseModel):
-    contributor: str
-    credit: float
-
-
-class Attribution(BaseModel):
-    generated_id: str
-    generated_sha256: str
-    run_id: str
-    k: int
-    quality: float
-    near_copy: bool
-    near_copy_threshold: float | None
-    matches: list[Match]
-    contributors: list[ContributorCredit]
-    recorded: int = Field(description="New ledger rows written for this request.")
-
-
-class TextSample(BaseModel):
-    text: str = Field(min_length=1, max_length=100_000)
-    id: str | None = Field(default=None, max_length=1000)
-    quality: float = Field(default=1.0, ge=0, allow_inf_nan=False)
-    record: bool = False
-
-
-class EmbeddingSample(BaseModel):
-    embedding: list[float] = Field(min_length=1)
-    id: str | None = Field(default=None, max_length=1000)
-    quality: float = Field(default=1.0, ge=0, allow_inf_nan=False)
-    record: bool = False
-
-
-def create_app(
-    run_dir: str | Path, *, max_bytes: int = MAX_BYTES, ledger: str | None = LEDGER_IN_RUN
-) -> Any:
-    """The FastAPI app serving one run (see the module docstring)."""
-    from gmvaluator import __version__
-
-    attributor = Attributor.from_run(run_dir, ledger=ledger)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        attributor.close()
-
-    app = FastAPI(
-        lifespan=lifespan,
-        title="gmvaluator attribution service",
-        version=__version__,
-        description=f"Contributors and credits of generated samples (run {attributor.run_id}).",
-    )
-    app.state.attributor = attributor
-    app.add_middleware(BodyLimit, max_bytes=max_bytes)
-
-    @app.exception_handler(InputError)
-    async def _input_error(request: Request, exc: InputError) -> JSONResponse:
-        status = 422 if isinstance(exc, KindError) else 400
-        return JSONResponse({"detail": str(exc)}, status_code=status)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        if any(e.get("type") == "json_invalid" for e in errors):
-            return JSONResponse({"detail": "the body is not valid JSON."}, status_code=400)
-        return JSONResponse({"detail": _jsonable(errors)}, status_code=422)
-
-    @app.get("/health")
-    def health() -> dict[str, Any]:
-        return {
-            "status": "ok",
-            "run_id": attributor.run_id,
-            "kind": attributor.kind,
-            "embedder": attributor.embedder.name,
-            "n_train": len(attributor.rights.ids),
-            "k": attributor.valuator.k,
-            "recording": attributor.ledger_target is not None,
-        }
-
-    @app.post("/attribute/image", response_model=Attribution, dependencies=[_MULTIPART])
-    def attribute_image(
-        file: UploadFile = File(description="The generated image (png, jpeg, ...)."),  # noqa: B008
-        id: str | None = Form(default=None, max_length=1000),
-        quality: float = Form(default=1.0, ge=0),
-        record: bool = Form(default=False),
-    ) -> dict[str, Any]:
-        data = file.file.read()
-        if not data:
-            raise HTTPException(400, "the uploaded file is empty.")
-        return attributor.attribute_image(data, generated_id=id, quality=quality, record=record)
-
-    @app.post("/attribute/text", response_model=Attribution, dependencies=[_JSON])
-    def attribute_text(sample: TextSample) -> dict[str, Any]:
-        return attributor.attribute_text(
-            sample.text, generated_id=sample.id, quality=sample.quality, record=sample.record
-        )
-
-    @app.post("/attribute/embedding", response_model=Attribution, dependencies=[_JSON])
-    def attribute_embedding(sample: EmbeddingSample) -> dict[str, Any]:
-        return attributor.attribute_embedding(
-            sample.embedding, generated_id=sample.id, quality=sample.quality, record=sample.record
-        )
-
-    return app
-
-
-def _content_type(*types: str) -> Any:
-    """A dependency that answers 415 unless the request has one of ``types``; it runs before
-    the body is validated, so a wrong type is never reported as a missing field."""
-
-    def check(request: Request) -> None:
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype not in types:
-            raise HTTPException(
-                415, f"send {' or '.join(types)}, not {ctype or 'no content type'}."
-            )
-
-    return Depends(check)
-
-
-_MULTIPART = _content_type("multipart/form-data")
-_JSON = _content_type("application/json")
-
-
-def _jsonable(errors: Any) -> Any:
-    return [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in errors]
-
-
-def _too_large() -> Exception:
-    from starlette.exceptions import HTTPException
-
-    return HTTPException(413, "the request body is larger than the service's limit.")
-
-
-class BodyLimit:
-    """ASGI middleware: answer 413 to a request body over ``max_bytes``, declared or streamed."""
-
-    def __init__(self, app: Any, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(send)
-            return
-        seen = 0
-        started = False
-
-        async def limited_receive() -> Any:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    # an HTTPException, so that the framework answers 413 itself
-                    raise _too_large()
-            return message
-
-        async def tracking_send(message: Any) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except Exception as exc:
-            if started or getattr(exc, "status_code", None) != 413:
-                raise
-            await self._reject(send)
-
-    async def _reject(self, send: Any) -> None:
-        import json
-
-        body = json.dumps(
-            {"detail": f"the request body is larger than the limit of {self.max_bytes} bytes."}
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})

@@ -11,12 +11,12 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import io
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 
+from gmvaluator import env
 from gmvaluator.errors import InputError
 from gmvaluator.sources.base import Dataset, ImageItems
 
@@ -33,7 +33,8 @@ FASHION_MNIST_CLASSES = (
     "Ankle boot",
 )
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-FASHION_MNIST_ENV = "GMVALUATOR_FASHION_MNIST_DIR"
+#: The variable that points at another folder (tests and machines without Debian's package).
+FASHION_MNIST_ENV = env.FASHION_MNIST_DIR.name
 FASHION_MNIST_FILES = {"train": "train", "test": "t10k"}
 BUILTINS = ("digits", "fashion-mnist", "fashion-mnist:train", "fashion-mnist:test")
 
@@ -101,7 +102,7 @@ def _sklearn_digits_csv() -> Path | None:
 
 def fashion_mnist_dir() -> Path:
     """Where the Fashion-MNIST IDX files are: ``$GMVALUATOR_FASHION_MNIST_DIR`` or Debian's."""
-    return Path(os.environ.get(FASHION_MNIST_ENV) or FASHION_MNIST_DIR)
+    return env.FASHION_MNIST_DIR.path() or FASHION_MNIST_DIR
 
 
 def load_fashion_mnist(

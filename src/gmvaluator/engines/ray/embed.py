@@ -3,7 +3,7 @@
 A dataset of shard descriptions (number, first row, end row) goes through ``map_batches``: each
 Ray Data task (at a fraction of a CPU) opens the source and the embedder and embeds whole
 shards, writing ``RUN/embeddings/<role>/shard-NNNNN.{npy,json}`` in the format of
-``gmvaluator.embed.shards``. The driver then runs the local stage, which finds every shard
+``gmvaluator.embed.shards``. The driver then runs the local engine's stage, which finds every shard
 finished, reuses them and joins them into one memory-mapped array. A killed run resumes from
 the shards that were finished, like the local engine.
 """
@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from gmvaluator.config import ValueConfig
+from gmvaluator.engines.base import Embedded, embeddings_folder
+from gmvaluator.engines.local import embed_stage
 from gmvaluator.engines.ray.cluster import TASK_CPUS
 
 
@@ -30,11 +32,10 @@ def embed_stage_ray(
     run_dir: Path | None,
     progress: bool,
     cache: str | Path | None = None,
-) -> Any:
-    """``pipeline.embed_stage`` with the missing shards computed by Ray Data tasks."""
+) -> Embedded:
+    """``engines.local.embed_stage`` with the missing shards computed by Ray Data tasks."""
     from gmvaluator.embed import default_embedder, get_embedder
-    from gmvaluator.embed.shards import _reset_if_stale, _shard_paths, shard_meta
-    from gmvaluator.run.pipeline import embed_stage
+    from gmvaluator.embed.shards import reset_if_stale, shard_meta, shard_paths
     from gmvaluator.skips import current, source_label
     from gmvaluator.sources import content_hash, load_source
 
@@ -51,12 +52,12 @@ def embed_stage_ray(
         meta = shard_meta(
             source, get_embedder(name), cfg.shard_size, cfg.metric, cfg.embedding_dtype
         )
-    folder = run_dir / "embeddings" / role
-    _reset_if_stale(folder, meta)
+    folder = embeddings_folder(run_dir, role)
+    reset_if_stale(folder, meta)
     todo = [
         {"number": number, "start": start, "stop": min(len(ds), start + cfg.shard_size)}
         for number, start in enumerate(range(0, len(ds), cfg.shard_size))
-        if not all(p.is_file() for p in _shard_paths(folder, number))
+        if not all(p.is_file() for p in shard_paths(folder, number))
     ]
     if todo:
         args = (spec, role, name, cfg, str(folder), current().mode)
@@ -83,7 +84,7 @@ def embed_shards(
 ) -> dict[str, np.ndarray]:
     """Embed the shards described in ``batch`` (a Ray Data task on a worker)."""
     from gmvaluator.embed import get_embedder
-    from gmvaluator.embed.shards import _embed_shard, _save_shard
+    from gmvaluator.embed.shards import embed_shard, save_shard
     from gmvaluator.skips import collect_skips, source_label
     from gmvaluator.sources import load_source
 
@@ -91,6 +92,6 @@ def embed_shards(
         ds = load_source(spec, text_column=cfg.text_column)
         embedder = get_embedder(embedder_name)
         for number, start, stop in zip(batch["number"], batch["start"], batch["stop"], strict=True):
-            done = _embed_shard(ds, embedder, int(start), int(stop), cfg.batch_size, cfg.metric)
-            _save_shard(Path(folder), int(number), *done, dtype=cfg.embedding_dtype)
+            done = embed_shard(ds, embedder, int(start), int(stop), cfg.batch_size, cfg.metric)
+            save_shard(Path(folder), int(number), *done, dtype=cfg.embedding_dtype)
     return {"number": batch["number"]}

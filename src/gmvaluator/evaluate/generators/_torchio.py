@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from gmvaluator._io import atomic_path, hash_file, read_json, write_json
 from gmvaluator.errors import InputError
+from gmvaluator.files import atomic_path, hash_file, read_json, write_json
 
 
 def save_module(

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from gmvaluator._io import atomic_path, hash_file, read_json, write_json
 from gmvaluator.errors import InputError, check_param
+from gmvaluator.files import atomic_path, hash_file, read_json, write_json
 
 FORMAT = "gmvaluator.cvae/1"
 WEIGHTS_FILE = "cvae.pt"

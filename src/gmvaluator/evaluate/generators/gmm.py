@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from gmvaluator._io import atomic_path, hash_file, read_json, write_json
 from gmvaluator.errors import InputError, check_param
 from gmvaluator.evaluate.generators.cvae import _check_data, _check_labels, _is_int
+from gmvaluator.files import atomic_path, hash_file, read_json, write_json
 
 FORMAT = "gmvaluator.gmm/1"
 _PARAMS, _SETTINGS = "gmm.npz", "gmm.json"

@@ -1,9 +1,9 @@
 """An append-only ledger of every credit a valuation hands out, with the evidence behind it.
 
 ``open_ledger(target)`` opens SQLite (a file path, or a run folder: ``RUN/ledger.sqlite``) or
-PostgreSQL (a ``postgresql://`` URL). ``credit_rows`` turns a valuation result into rows; the
-ledger answers ``totals`` (who is owed what), ``explain`` (why one generated sample credited
-what it did) and ``export``.
+PostgreSQL (a ``postgresql://`` URL). ``credit_rows`` (through a run's ``RunStamp``) turns a
+valuation result into rows; the ledger answers ``totals`` (who is owed what), ``explain`` (why
+one generated sample credited what it did) and ``export``.
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from gmvaluator.rights.ledger.base import COLUMNS, Ledger
-from gmvaluator.rights.ledger.records import credit_rows, item_hashes, run_id_of
+from gmvaluator.rights.ledger.records import RunStamp, credit_rows, item_hashes, run_id_of
 from gmvaluator.rights.ledger.sqlite import SQLiteLedger
 
 __all__ = [
     "COLUMNS",
     "Ledger",
+    "RunStamp",
     "SQLiteLedger",
     "credit_rows",
     "describe_target",

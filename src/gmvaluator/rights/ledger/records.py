@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -71,3 +72,34 @@ def credit_rows(
     df["settings_sha256"] = settings_sha256
     df["recorded_at"] = recorded_at or datetime.now(UTC).isoformat(timespec="seconds")
     return df
+
+
+@dataclass(frozen=True)
+class RunStamp:
+    """What every ledger row of one run carries beside the credit itself: the run's id, the
+    hash of its settings, and the versions of its index and embedder."""
+
+    run_id: str
+    settings_sha256: str | None = None
+    index_version: str | None = None
+    embedder: str | None = None
+
+    def credit_rows(
+        self,
+        result: ValuationResult,
+        *,
+        generated_sha256: np.ndarray | None = None,
+        contributors: np.ndarray | None = None,
+        licence: np.ndarray | None = None,
+    ) -> pd.DataFrame:
+        """``credit_rows`` of ``result`` stamped with this run."""
+        return credit_rows(
+            result,
+            run_id=self.run_id,
+            generated_sha256=generated_sha256,
+            contributors=contributors,
+            licence=licence,
+            index_version=self.index_version,
+            embedder=self.embedder,
+            settings_sha256=self.settings_sha256,
+        )

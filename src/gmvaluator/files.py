@@ -13,8 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from gmvaluator._faults import checkpoint
-
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
@@ -31,20 +29,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
-        checkpoint("atomic-write")
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
-
-
-def remove_stale_temps(folder: str | os.PathLike[str]) -> int:
-    """Delete temporary files that a killed run left behind; returns how many."""
-    removed = 0
-    for tmp in Path(folder).rglob(".*.tmp"):
-        if tmp.is_file():
-            tmp.unlink(missing_ok=True)
-            removed += 1
-    return removed
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:

@@ -1,0 +1,235 @@
+"""The attribution service over HTTP (FastAPI), answering with an ``Attributor``:
+
+    GET  /health              the run it serves
+    POST /attribute/image     multipart upload, field ``file`` (and optional ``id``, ``quality``,
+                              ``record``)
+    POST /attribute/text      JSON {"text": ..., "id"?, "quality"?, "record"?}
+    POST /attribute/embedding JSON {"embedding": [...], "id"?, "quality"?, "record"?}
+
+Bad input gets a 4xx with one sentence in ``detail``: 400 unreadable content, 413 a body over
+the size limit, 415 the wrong content type, 422 well-formed but invalid or of the wrong kind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from gmvaluator.errors import InputError
+from gmvaluator.rights.accounting import LEDGER_IN_RUN
+from gmvaluator.service import MAX_BYTES
+from gmvaluator.service.attributor import Attributor, KindError
+
+
+class Match(BaseModel):
+    rank: int
+    train_id: str
+    contributor: str | None
+    licence: str | None
+    distance: float
+    credit: float
+    near_copy: bool
+
+
+class ContributorCredit(BaseModel):
+    contributor: str
+    credit: float
+
+
+class Attribution(BaseModel):
+    generated_id: str
+    generated_sha256: str
+    run_id: str
+    k: int
+    quality: float
+    near_copy: bool
+    near_copy_threshold: float | None
+    matches: list[Match]
+    contributors: list[ContributorCredit]
+    recorded: int = Field(description="New ledger rows written for this request.")
+
+
+class TextSample(BaseModel):
+    text: str = Field(min_length=1, max_length=100_000)
+    id: str | None = Field(default=None, max_length=1000)
+    quality: float = Field(default=1.0, ge=0, allow_inf_nan=False)
+    record: bool = False
+
+
+class EmbeddingSample(BaseModel):
+    embedding: list[float] = Field(min_length=1)
+    id: str | None = Field(default=None, max_length=1000)
+    quality: float = Field(default=1.0, ge=0, allow_inf_nan=False)
+    record: bool = False
+
+
+def create_app(
+    run_dir: str | Path, *, max_bytes: int = MAX_BYTES, ledger: str | None = LEDGER_IN_RUN
+) -> FastAPI:
+    """The app serving one run folder (see the module docstring)."""
+    return app_for(Attributor.from_run(run_dir, ledger=ledger), max_bytes=max_bytes)
+
+
+def app_for(attributor: Attributor, *, max_bytes: int = MAX_BYTES) -> FastAPI:
+    """The app answering with ``attributor``, which it closes when it shuts down."""
+    from gmvaluator import __version__
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        attributor.close()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="gmvaluator attribution service",
+        version=__version__,
+        description=f"Contributors and credits of generated samples (run {attributor.run_id}).",
+    )
+    app.state.attributor = attributor
+    app.add_middleware(BodyLimit, max_bytes=max_bytes)
+    app.add_exception_handler(InputError, _input_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
+    _add_routes(app, attributor)
+    return app
+
+
+async def _input_error(request: Request, exc: InputError) -> JSONResponse:
+    status = 422 if isinstance(exc, KindError) else 400
+    return JSONResponse({"detail": str(exc)}, status_code=status)
+
+
+async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return JSONResponse({"detail": "the body is not valid JSON."}, status_code=400)
+    return JSONResponse({"detail": _jsonable(errors)}, status_code=422)
+
+
+def _add_routes(app: FastAPI, attributor: Attributor) -> None:
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "run_id": attributor.run_id,
+            "kind": attributor.kind,
+            "embedder": attributor.embedder.name,
+            "n_train": len(attributor.rights.ids),
+            "k": attributor.valuator.k,
+            "recording": attributor.ledger_target is not None,
+        }
+
+    @app.post("/attribute/image", response_model=Attribution, dependencies=[_MULTIPART])
+    def attribute_image(
+        file: UploadFile = File(description="The generated image (png, jpeg, ...)."),  # noqa: B008
+        id: str | None = Form(default=None, max_length=1000),
+        quality: float = Form(default=1.0, ge=0),
+        record: bool = Form(default=False),
+    ) -> dict[str, Any]:
+        data = file.file.read()
+        if not data:
+            raise HTTPException(400, "the uploaded file is empty.")
+        return attributor.attribute_image(data, generated_id=id, quality=quality, record=record)
+
+    @app.post("/attribute/text", response_model=Attribution, dependencies=[_JSON])
+    def attribute_text(sample: TextSample) -> dict[str, Any]:
+        return attributor.attribute_text(
+            sample.text, generated_id=sample.id, quality=sample.quality, record=sample.record
+        )
+
+    @app.post("/attribute/embedding", response_model=Attribution, dependencies=[_JSON])
+    def attribute_embedding(sample: EmbeddingSample) -> dict[str, Any]:
+        return attributor.attribute_embedding(
+            sample.embedding, generated_id=sample.id, quality=sample.quality, record=sample.record
+        )
+
+
+def _content_type(*types: str) -> Any:
+    """A dependency that answers 415 unless the request has one of ``types``; it runs before
+    the body is validated, so a wrong type is never reported as a missing field."""
+
+    def check(request: Request) -> None:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype not in types:
+            raise HTTPException(
+                415, f"send {' or '.join(types)}, not {ctype or 'no content type'}."
+            )
+
+    return Depends(check)
+
+
+_MULTIPART = _content_type("multipart/form-data")
+_JSON = _content_type("application/json")
+
+
+def _jsonable(errors: Any) -> Any:
+    return [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in errors]
+
+
+def _too_large() -> Exception:
+    from starlette.exceptions import HTTPException
+
+    return HTTPException(413, "the request body is larger than the service's limit.")
+
+
+class BodyLimit:
+    """ASGI middleware: answer 413 to a request body over ``max_bytes``, declared or streamed."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._reject(send)
+            return
+        seen = 0
+        started = False
+
+        async def limited_receive() -> Any:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    # an HTTPException, so that the framework answers 413 itself
+                    raise _too_large()
+            return message
+
+        async def tracking_send(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except Exception as exc:
+            if started or getattr(exc, "status_code", None) != 413:
+                raise
+            await self._reject(send)
+
+    async def _reject(self, send: Any) -> None:
+        body = json.dumps(
+            {"detail": f"the request body is larger than the limit of {self.max_bytes} bytes."}
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
