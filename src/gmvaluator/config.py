@@ -64,7 +64,20 @@ class ValueConfig:
         choices=("cosine", "sqeuclidean"),
         valuator="metric",
     )
-    temperature: float = _setting(1.0, "Softmax temperature T", valuator="temperature")
+    credit: str = _setting(
+        "calibrated",
+        "Credit rule: calibrated (T, attributable share and density from the training set's "
+        "own neighbour distances) or paper (the GMValuator formula: T = 1, every sample pays "
+        "in full)",
+        choices=("calibrated", "paper"),
+        valuator="credit",
+    )
+    temperature: float | str = _setting(
+        "auto",
+        "Softmax temperature T: auto (calibrated: 0.3 x the median distance of training items "
+        "to their nearest neighbour; paper: 1) or a number",
+        valuator="temperature",
+    )
     m: int | None = _setting(None, "PQ sub-vectors", shown="by dimension", valuator="m")
     nbits: int | None = _setting(
         None, "Bits per PQ code", shown="8, fewer for few items", valuator="nbits"
@@ -163,7 +176,25 @@ def load_config(path: str | Path | None = None, **flags: Any) -> ValueConfig:
     unknown = sorted(set(given) - set(_FIELDS))
     if unknown:
         raise InputError(f"unknown settings {unknown}.")
-    return replace(cfg, **given)
+    cfg = replace(cfg, **given)
+    return replace(cfg, temperature=parse_temperature(cfg.temperature))
+
+
+def parse_temperature(value: Any) -> float | str:
+    """``auto`` or a positive number (a flag or a TOML string like "0.05" becomes a float)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        t = float(value)
+    except (TypeError, ValueError):
+        t = float("nan")
+    if not (t > 0 and t != float("inf")):
+        raise InputError(
+            f"The 'temperature' setting must be auto or a number in the range (0, inf). "
+            f"Got {value!r} instead.",
+            param="temperature",
+        )
+    return t
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -34,7 +34,9 @@ def test_value_writes_the_run_folder(digits_run):
     out, res = digits_run
     assert "valued 1797 training items against 40 generated samples" in res.stdout
     values = pd.read_parquet(out / "values.parquet")
-    assert list(values.columns) == ["train_id", "value", "rank", "n_matches", "label"]
+    assert list(values.columns) == [
+        "train_id", "value", "rank", "n_matches", "density", "rank_score", "label"
+    ]  # fmt: skip
     assert len(values) == 1797 and values["value"].sum() == pytest.approx(40.0)
     assert sorted(values["rank"]) == list(range(1, 1798))
     att = pd.read_parquet(out / "attributions.parquet")

@@ -22,7 +22,8 @@ def test_c1_writes_json_with_intervals_and_refuses_to_overwrite(tmp_path):
     assert res.exit_code == 0, res.output
     out = json.loads((tmp_path / "eval" / "c1.json").read_text())
     assert out["criterion"] == "c1" and out["setup"]["train"] == "builtin:digits[:500]"
-    assert {"default", "random", "exact-nn", "T=0.1", "rerank-none"} <= set(out["valuers"])
+    names = {"default", "paper", "random", "exact-nn", "paper T=0.1", "rerank-none"}
+    assert names <= set(out["valuers"])
     assert out["valuers"]["default"]["k=10"]["mean"] > 0.8
     assert out["valuers"]["random"]["k=30"]["mean"] < 0.25
     again = invoke("c1", "--out", tmp_path, *SMALL)

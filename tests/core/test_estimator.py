@@ -92,7 +92,7 @@ def test_fitted_attributes_describe_the_fit(x):
 
 def test_credit_rule_is_the_rule_of_the_values(x, tmp_path):
     g = x[:10] + 0.1
-    v = Valuator(k=4, index="exact", temperature=0.05).fit(x)
+    v = Valuator(k=4, index="exact", temperature=0.05, credit="paper").fit(x)
     assert v.credit_rule_ == CreditRule(0.05)
     r = v.value(g)
     d, rows = v.kneighbors(g)
@@ -103,6 +103,13 @@ def test_credit_rule_is_the_rule_of_the_values(x, tmp_path):
     v.set_params(temperature=3.0)
     assert v.credit_rule_ == CreditRule(0.05)
     np.testing.assert_array_equal(v.value(g).values, r.values)
+    # the calibrated rule: T from the training set, credits scaled by the attributable share
+    c = Valuator(k=4, index="exact").fit(x)
+    rule = c.credit_rule_
+    assert rule.name == "calibrated" and rule.temperature == rule.calibration.temperature
+    rc = c.value(g)
+    expected = rule.assign(*c.kneighbors(g), c.n_train_, share=rc.share)
+    np.testing.assert_array_equal(rc.values, expected.values)
     assert Valuator.load(v.fit(x).save(tmp_path / "ix")).credit_rule_ == CreditRule(3.0)
 
 

@@ -86,9 +86,11 @@ def test_rerank_changes_the_distance_that_enters_the_formula(folders, tmp_path):
                      progress=False).result  # fmt: skip
     assert exact.config["rerank"]["method"] == "exact"
     assert not np.allclose(exact.distances, sscd.distances)
-    # the credits are the softmax of the re-rank distances
-    w = np.exp(-(sscd.distances - sscd.distances[:, :1]))
-    np.testing.assert_allclose(sscd.credits, w / w.sum(axis=1, keepdims=True))
+    # the credits are the run's softmax of the re-rank distances, times the share
+    t = sscd.config["credit"]["temperature"]
+    w = np.exp(-(sscd.distances - sscd.distances[:, :1]) / t)
+    expected = w / w.sum(axis=1, keepdims=True) * sscd.share[:, None]
+    np.testing.assert_allclose(sscd.credits, expected)
 
 
 def test_none_rerank_uses_the_recall_distance(digits_pixels):

@@ -163,7 +163,7 @@ def test_load_refuses_tampered_embeddings(tmp_path, digits_pixels):
     ("kwargs", "message"),
     [
         ({"k": 0}, r"The 'k' parameter of Valuator must be an int in the range \[1, inf\). Got 0"),
-        ({"temperature": -1.0}, r"The 'temperature' parameter of Valuator must be a float"),
+        ({"temperature": -1.0}, r"The 'temperature' parameter of Valuator must be 'auto' or a"),
         ({"index": "hnsw"}, r"The 'index' parameter of Valuator must be one of"),
         ({"metric": "l1"}, r"The 'metric' parameter of Valuator must be one of"),
     ],

@@ -56,4 +56,8 @@ def test_adding_a_generated_sample_never_lowers_anyones_value(seed, k, m):
     before = valuator.value(gen[:m]).values
     after = valuator.value(gen).values
     assert (after >= before - 1e-9).all()
-    assert np.isclose(after.sum(), m + 1)
+    # each sample hands out its attributable share (all of it under the paper's rule)
+    res = valuator.value(gen)
+    assert np.isclose(after.sum(), res.share.sum()) and (res.share <= 1).all()
+    paper = Valuator(k=k, index="exact", credit="paper").fit(train).value(gen)
+    assert np.isclose(paper.values.sum(), m + 1)

@@ -13,7 +13,7 @@ from gmvaluator.evaluate.valuers import random_result
 def test_spec_fields_named_after_valuator_parameters_are_passed_with_its_defaults():
     spec = ValuerSpec("pq", index="pq", m=8, rerank="none", quality=True)
     assert spec.valuator_params() == {
-        "index": "pq", "metric": "cosine", "temperature": 1.0,
+        "index": "pq", "metric": "cosine", "temperature": "auto", "credit": "calibrated",
         "m": 8, "nbits": None, "nlist": None, "nprobe": None,
     }  # fmt: skip
     defaults = Valuator().get_params()

@@ -66,7 +66,7 @@ def test_digits_report_renders_with_the_numbers_of_the_run(
             assert [c["near_copy"] for c in shown] == rows["near_copy"].tolist()
         # the generated sample is a copy of training item digits/j: its first contributor
         assert shown[0]["id"] == sample["id"]
-    best = values.sort_values("rank").head(20)
+    best = values.sort_values(["value", "rank"], ascending=[False, True]).head(20)
     assert [r["id"] for r in page["most"]] == best["train_id"].tolist()
     np.testing.assert_allclose([r["value"] for r in page["most"]], best["value"], rtol=1e-12)
     assert [r["text"] for r in page["most"]] == [num(v) for v in best["value"]]

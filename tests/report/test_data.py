@@ -156,3 +156,28 @@ def test_a_run_with_appended_batches_shows_pictures_of_every_batch(tmp_path):
     html = (run / "report" / "index.html").read_text()
     shown = re.findall(r'data-generated-id="([^"]+)"><div class="gen"><img', html)
     assert shown == [f"digits/{i:04d}" for i in range(7)]
+
+
+def test_the_report_names_the_credit_rule_and_warns_of_samples_far_from_the_training_data(
+    tmp_path,
+):
+    import numpy as np
+
+    from gmvaluator.sources import load_source
+
+    digits = np.asarray(load_source("builtin:digits[0:5]").items.array)
+    noise = np.random.default_rng(0).integers(0, 256, (3, 8, 8), dtype=np.uint8)
+    gen = tmp_path / "gen.npz"
+    np.savez(gen, images=np.concatenate([digits, noise]))
+    run = tmp_path / "run"
+    res = runner.invoke(
+        app,
+        ["value", "--train", "builtin:digits[0:300]", "--generated", str(gen), "--embedder",
+         "pixels", "--k", "3", "--out", str(run), "--quiet", "--report"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "credit: calibrated" in res.stdout and "far from all training data" in res.stdout
+    html = (run / "report" / "index.html").read_text()
+    assert "calibrated, T = " in html and "unattributed" in html
+    assert html.count("far from all training data: hands out") == 3
+    assert "Last by rank" in html and ">density<" in html

@@ -135,8 +135,12 @@ def test_value_function_never_crashes_and_conserves_credit(x, g, k, metric, q):
         return
     assert (r.credits >= 0).all() and np.isfinite(r.credits).all()
     expected = np.ones(len(g)) if q is None else np.full(len(g), q)
-    np.testing.assert_allclose(r.credits.sum(axis=1), expected, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(r.values.sum(), expected.sum(), rtol=1e-9, atol=1e-9)
+    # every sample's q_j is either handed out or reported as unattributed
+    assert (r.share >= 0).all() and (r.share <= 1).all()
+    handed = r.credits.sum(axis=1)
+    np.testing.assert_allclose(handed + r.unattributed, expected, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(r.values.sum(), handed.sum(), rtol=1e-9, atol=1e-9)
+    assert np.isfinite(r.density).all()
 
 
 @settings(max_examples=100, deadline=None)

@@ -46,6 +46,11 @@ def test_appending_batches_equals_a_run_from_scratch(runs):
     np.testing.assert_allclose(b.credits, a.credits, rtol=0, atol=1e-9)
     np.testing.assert_allclose(b.distances, a.distances, rtol=0, atol=1e-9)
     assert (a.near_copy == b.near_copy).all()
+    # the calibrated rule's share and density: constants from the training set, neighbours merged
+    np.testing.assert_allclose(b.share, a.share, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(b.neighbours.rows, a.neighbours.rows)
+    np.testing.assert_allclose(b.density, a.density, rtol=0, atol=1e-9)
+    assert (a.share < 1).any() or (a.share == 1).all()
     va, vb = (pd.read_parquet(r / "values.parquet") for r in (whole, parts))
     assert list(va.columns) == list(vb.columns)
     assert (va["rank"] == vb["rank"]).all()

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from gmvaluator.cli.common import (
+    Credit,
     Embedder,
     Index,
     K,
@@ -22,6 +23,7 @@ from gmvaluator.cli.common import (
 from gmvaluator.cli.report import ReportFlag, report_after_run
 
 if TYPE_CHECKING:
+    from gmvaluator.core.result import ValuationResult
     from gmvaluator.run.pipeline import RunOutcome
 
 
@@ -65,6 +67,7 @@ def value(
     index: Index = None,
     metric: Metric = None,
     temperature: Temperature = None,
+    credit: Credit = None,
     quality: Annotated[
         str | None,
         typer.Option(
@@ -123,6 +126,7 @@ def value(
         index=index,
         metric=metric,
         temperature=temperature,
+        credit=credit,
         nprobe=nprobe,
         n_candidates=n_candidates,
         text_column=text_column,
@@ -160,6 +164,7 @@ def _print_run(outcome: RunOutcome, out: Path, skipped: bool) -> None:
         f"(k={s['k']}, index {r.config['index']['factory']}, recall@{s['k']} {r.recall:.3f})"
     )
     typer.echo(f"matched {s['n_matched']} of {s['n_train']} training items")
+    typer.echo(credit_line(r))
     if skipped:
         typer.echo(f"skipped {outcome.n_skipped} bad items (listed in {out}/skipped.csv)")
     typer.echo(f"wrote {out}/values.parquet, attributions.parquet, config.json, run.json")
@@ -181,8 +186,22 @@ def _append(
         f"{s['n_generated']} generated samples"
     )
     typer.echo(f"matched {s['n_matched']} of {s['n_train']} training items; {flagged} near copies")
+    typer.echo(credit_line(out.result))
     typer.echo(f"ledger: {out.ledger_rows_added} new credits")
     typer.echo(f"wrote {run}/values.parquet, attributions.parquet, run.json")
+
+
+def credit_line(result: ValuationResult) -> str:
+    """One line on the credit rule and what it left unattributed."""
+    c = result.credit_summary()
+    line = f"credit: {c.get('credit', 'paper')}, T = {c.get('temperature', 1.0):.4g}"
+    if c.get("credit") == "calibrated":
+        line += (
+            f" (from the training set's neighbour distances); unattributed "
+            f"{100 * c['unattributed_fraction']:.1f} % of the credit, {c['far_samples']} "
+            "generated samples far from all training data; rank by value and density"
+        )
+    return line
 
 
 def _cache_dir(cache: str | None) -> Path | None:

@@ -64,11 +64,11 @@ class Calibration:
 
     @property
     def temperature(self) -> float:
-        return max(TEMPERATURE_FACTOR * self.median_nn, np.finfo(np.float64).tiny)
+        return TEMPERATURE_FACTOR * max(self.median_nn, self.floor)
 
     @property
     def bandwidth(self) -> float:
-        return max(BANDWIDTH_FACTOR * self.median_nn, np.finfo(np.float64).tiny)
+        return BANDWIDTH_FACTOR * max(self.median_nn, self.floor)
 
     def radius(self, nn: np.ndarray) -> np.ndarray:
         """Neighbour radius of training items from their nearest-neighbour distances."""

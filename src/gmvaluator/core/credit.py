@@ -1,11 +1,20 @@
 """The credit rule: how each generated sample's credit is shared among its top-k matches.
 
-    V(x_i, g_j) = q_j * exp(-d_ij / T) / sum_{l in P_j} exp(-d_lj / T)   for i in P_j, else 0
+    V(x_i, g_j) = q_j * a_j * exp(-d_ij / T) / sum_{l in P_j} exp(-d_lj / T)   for i in P_j
     phi_i       = sum_j V(x_i, g_j)
 
+Two rules, one flag apart (``credit``):
+
+- ``calibrated`` (the default): T and the attributable share a_j in [0, 1] come from the
+  training set's own nearest-neighbour distances, measured at fit time
+  (``gmvaluator.core.calibration``): a match much closer than its rivals takes most of the
+  sample's credit, and a sample far from all training data hands out little of it; what it does
+  not hand out, q_j (1 - a_j), is reported as unattributed.
+- ``paper``: the GMValuator paper's formula, T = 1 (or the given temperature) and a_j = 1.
+
 This module is the one home of that rule. The valuator, the re-rank, the append of a batch, the
-evaluation harness and the service all call ``CreditRule.assign`` (or ``softmax_credit`` for
-the per-match credits alone), so a change of the rule lands everywhere at once.
+evaluation harness and the service all call ``CreditRule.assign`` (or ``CreditRule.credits``
+for the per-match credits alone), so a change of the rule lands everywhere at once.
 """
 
 from __future__ import annotations
@@ -15,7 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from gmvaluator.core.calibration import Calibration
 from gmvaluator.errors import InputError, check_param
+
+CREDIT_RULES = ("calibrated", "paper")
+#: The paper's temperature, used by ``credit="paper"`` when none is given.
+PAPER_TEMPERATURE = 1.0
 
 
 def softmax_credit(
@@ -52,13 +66,30 @@ class Credit:
 
 @dataclass(frozen=True)
 class CreditRule:
-    """The settings of the credit rule (today the softmax temperature T)."""
+    """The constants of the credit rule: T, and the training set's calibration (None: the
+    paper's rule, under which every generated sample hands out its q_j in full)."""
 
-    temperature: float = 1.0
+    temperature: float = PAPER_TEMPERATURE
+    calibration: Calibration | None = None
 
-    def credits(self, distances: np.ndarray, quality: np.ndarray | None = None) -> np.ndarray:
-        """(m, k) credit of each match, rows summing to ``quality`` (1 when None)."""
-        return softmax_credit(distances, self.temperature, quality)
+    @property
+    def name(self) -> str:
+        return "paper" if self.calibration is None else "calibrated"
+
+    def credits(
+        self,
+        distances: np.ndarray,
+        quality: np.ndarray | None = None,
+        share: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """(m, k) credit of each match, rows summing to quality x share (1 when None)."""
+        weight = None
+        if quality is not None or share is not None:
+            m = len(distances)
+            weight = np.ones(m) if quality is None else np.asarray(quality, dtype=np.float64)
+            if share is not None:
+                weight = weight * np.asarray(share, dtype=np.float64)
+        return softmax_credit(distances, self.temperature, weight)
 
     def assign(
         self,
@@ -66,9 +97,10 @@ class CreditRule:
         rows: np.ndarray,
         n_train: int,
         quality: np.ndarray | None = None,
+        share: np.ndarray | None = None,
     ) -> Credit:
         """Credits of the (m, k) matches ``rows`` at ``distances``, summed per training row."""
-        credit = self.credits(distances, quality)
+        credit = self.credits(distances, quality, share)
         flat = np.asarray(rows).ravel()
         return Credit(
             credits=credit,
@@ -77,4 +109,25 @@ class CreditRule:
         )
 
     def describe(self) -> dict[str, Any]:
-        return {"rule": "softmax", "temperature": self.temperature}
+        """What ``run.json`` and the report say about the rule."""
+        out: dict[str, Any] = {"credit": self.name, "temperature": self.temperature}
+        if self.calibration is None:
+            out["rule"] = (
+                f"the paper's softmax over the top-k matches, T = {self.temperature:g}; every "
+                "generated sample hands out its quality q_j in full"
+            )
+        else:
+            out.update(self.calibration.to_dict())
+        return out
+
+    @classmethod
+    def from_description(cls, d: dict[str, Any]) -> CreditRule:
+        calibration = None if d.get("credit") == "paper" else Calibration.from_dict(d)
+        return cls(float(d["temperature"]), calibration)
+
+
+def resolve_temperature(temperature: float | str, calibration: Calibration | None) -> float:
+    """T of a rule: a number as given; ``auto`` from the calibration, or the paper's 1."""
+    if temperature != "auto":
+        return float(temperature)
+    return PAPER_TEMPERATURE if calibration is None else calibration.temperature

@@ -37,6 +37,14 @@ import numpy as np
 NEIGHBOURS = 50
 #: Weight of the value in the rank's score.
 RANK_VALUE_WEIGHT = 0.3
+RULE = (
+    f"density = log of the mean, over each training item's {NEIGHBOURS} nearest generated "
+    "samples, of q_j a_j exp(-d / h)"
+)
+RANK_RULE = (
+    f"by density + {RANK_VALUE_WEIGHT:g} x log(1 + value / mean value), higher first; equal "
+    "scores keep training order"
+)
 #: log of the smallest density (no weighted generated sample near the item at all).
 _FLOOR = float(np.log(np.finfo(np.float64).tiny))
 
@@ -56,6 +64,13 @@ class GeneratedNeighbours:
     def shifted(self, offset: int) -> GeneratedNeighbours:
         """The same neighbours with generated rows numbered from ``offset`` (a later batch)."""
         return GeneratedNeighbours(self.distances, np.where(self.rows >= 0, self.rows + offset, -1))
+
+    def expanded(self, keep: np.ndarray, n: int) -> GeneratedNeighbours:
+        """The lists of training rows ``keep`` placed among ``n`` rows; the others get none."""
+        d = np.full((n, self.k), np.inf)
+        r = np.full((n, self.k), -1, dtype=np.int64)
+        d[keep], r[keep] = self.distances, self.rows
+        return GeneratedNeighbours(d, r)
 
 
 def pad(distances: np.ndarray, rows: np.ndarray, k: int = NEIGHBOURS) -> GeneratedNeighbours:
@@ -85,9 +100,9 @@ def density(neighbours: GeneratedNeighbours, weights: np.ndarray, bandwidth: flo
     w = np.where(
         valid, np.asarray(weights, dtype=np.float64)[np.where(valid, neighbours.rows, 0)], 0
     )
-    d = np.where(valid, neighbours.distances, 0.0)
+    d = np.where(valid, neighbours.distances, np.inf)
     # exp(-d/h) may underflow for far items: sum in the log domain, shifted by the row minimum
-    low = d.min(axis=1, initial=np.inf, where=valid)
+    low = d.min(axis=1)
     low = np.where(np.isfinite(low), low, 0.0)
     mass = (w * np.exp(-(d - low[:, None]) / bandwidth)).sum(axis=1) / neighbours.k
     with np.errstate(divide="ignore"):

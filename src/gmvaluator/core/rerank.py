@@ -92,7 +92,9 @@ def rerank_result(
     doc = _DISTANCE_DOC.get(method)
     if method == "none":
         doc = f"recall index distance ({result.config.get('distance')}; approximate for PQ)"
-    credit = valuator.credit_rule_.assign(dist, rows, len(result.train_ids), result.quality)
+    credit = valuator.credit_rule_.assign(
+        dist, rows, len(result.train_ids), result.quality, result.share
+    )
     out = dataclasses.replace(
         result,
         distances=dist,

@@ -1,6 +1,6 @@
 """The Valuator: the fitted index over the training embeddings, and the value it gives.
 
-    V(x_i, g_j) = q_j * exp(-d_ij / T) / sum_{l in P_j} exp(-d_lj / T)   for i in P_j, else 0
+    V(x_i, g_j) = q_j * a_j * exp(-d_ij / T) / sum_{l in P_j} exp(-d_lj / T)   for i in P_j
     phi_i       = sum_j V(x_i, g_j)
 
 ``Valuator`` is a scikit-learn estimator: the constructor only stores parameters (their
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,9 @@ import numpy as np
 
 from gmvaluator import search as ix
 from gmvaluator.config import ValueConfig
-from gmvaluator.core.credit import CreditRule
+from gmvaluator.core import calibration as cal
+from gmvaluator.core import density as dn
+from gmvaluator.core.credit import CREDIT_RULES, CreditRule, resolve_temperature
 from gmvaluator.core.estimator import Estimator
 from gmvaluator.core.result import ValuationResult
 from gmvaluator.errors import InputError, check_param
@@ -77,8 +79,10 @@ class Valuator(Estimator):
         How candidates are recalled; every kind is followed by an exact re-rank.
     metric : {"cosine", "sqeuclidean"}, default "cosine"
         Distance d_ij: 1 - cosine similarity, or squared L2 on the raw embeddings.
-    temperature : float, default 1.0
-        T in exp(-d / T); the paper uses 1.
+    temperature : float or "auto", default "auto"
+        T in exp(-d / T). ``auto``: with ``credit="calibrated"`` a fixed multiple of the
+        training set's median nearest-neighbour distance (``gmvaluator.core.calibration``),
+        with ``credit="paper"`` the paper's 1.
     m, nbits, nlist, nprobe, n_candidates :
         PQ / IVF settings; None resolves to the defaults of ``search.resolve_params``.
     recall_sample : int, default 1000
@@ -87,7 +91,11 @@ class Valuator(Estimator):
         ``index="auto"`` only: nprobe and K' are tuned until recall@k on held-out training
         queries reaches this (recorded in ``index_params_``).
     random_state : int, default 0
-        Seed for codebook training and the recall sample.
+        Seed for codebook training, the recall sample and the calibration sample.
+    credit : {"calibrated", "paper"}, default "calibrated"
+        The credit rule (``gmvaluator.core.credit``): ``calibrated`` scales each generated
+        sample's credit by its attributable share a_j and ranks every training item by value
+        and the density of generated samples around it; ``paper`` is the GMValuator formula.
 
     Attributes (after ``fit``)
     --------------------------
@@ -103,7 +111,7 @@ class Valuator(Estimator):
         k: int = _DEFAULTS.k,
         index: str = _DEFAULTS.index,
         metric: str = _DEFAULTS.metric,
-        temperature: float = _DEFAULTS.temperature,
+        temperature: float | str = _DEFAULTS.temperature,
         *,
         m: int | None = _DEFAULTS.m,
         nbits: int | None = _DEFAULTS.nbits,
@@ -113,6 +121,7 @@ class Valuator(Estimator):
         recall_sample: int = _DEFAULTS.recall_sample,
         target_recall: float = _DEFAULTS.target_recall,
         random_state: int = _DEFAULTS.seed,
+        credit: str = _DEFAULTS.credit,
     ) -> None:
         self.k = k
         self.index = index
@@ -126,6 +135,7 @@ class Valuator(Estimator):
         self.recall_sample = recall_sample
         self.target_recall = target_recall
         self.random_state = random_state
+        self.credit = credit
 
     def _validate_params(self) -> None:
         name = type(self).__name__
@@ -134,13 +144,15 @@ class Valuator(Estimator):
             ok = isinstance(v, (int, np.integer)) and not isinstance(v, bool) and bool(v >= 1)
             check_param(name, key, v, ok, "an int in the range [1, inf)")
         t = self.temperature
-        ok = (
+        ok = t == "auto" or (
             isinstance(t, (int, float))
             and not isinstance(t, bool)
             and bool(np.isfinite(t))
             and t > 0
         )
-        check_param(name, "temperature", t, ok, "a float in the range (0, inf)")
+        check_param(name, "temperature", t, ok, "'auto' or a float in the range (0, inf)")
+        check_param(name, "credit", self.credit, self.credit in CREDIT_RULES,
+                    f"one of {CREDIT_RULES}")  # fmt: skip
         check_param(
             name, "index", self.index, self.index in ix.INDEX_KINDS, f"one of {ix.INDEX_KINDS}"
         )
@@ -184,9 +196,20 @@ class Valuator(Estimator):
             x, params, self.k, seed=self.random_state, sample=self.recall_sample, fixed=given
         )
         seconds = time.perf_counter() - t0
-        rule = CreditRule(self.temperature)
-        self._fitted = _Fitted(faiss_index, x, ids_arr, params, hash_array(x), seconds, rule)
+        self._fitted = _Fitted(
+            faiss_index, x, ids_arr, params, hash_array(x), seconds, CreditRule()
+        )
+        self._fitted = replace(self._fitted, credit_rule=self._fit_rule())
         return self
+
+    def _fit_rule(self) -> CreditRule:
+        """The credit rule, its constants measured on the training set (never on generated)."""
+        calibration = None
+        if self.credit == "calibrated":
+            n = self.n_train_
+            calibration = cal.calibrate(self.train_neighbours, n, self.metric,
+                                        seed=self.random_state)  # fmt: skip
+        return CreditRule(resolve_temperature(self.temperature, calibration), calibration)
 
     # -- fitted attributes, read-only, named after scikit-learn's trailing underscore --------
     def _state(self) -> _Fitted:
@@ -227,8 +250,45 @@ class Valuator(Estimator):
 
     @property
     def credit_rule_(self) -> CreditRule:
-        """The credit rule of this valuator's values (its temperature as at ``fit``)."""
+        """The credit rule of this valuator's values, its constants as measured at ``fit``."""
         return self._state().credit_rule
+
+    def train_neighbours(self, rows: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest *other* training items of training ``rows``: (distances, rows)."""
+        f = self._state()
+        rows = np.asarray(rows, dtype=np.int64)
+        kk = min(k + 1, len(f.ids))
+        q = np.asarray(f.embeddings[rows], dtype=np.float32)
+        d, found = ix.search(f.index, f.embeddings, q, kk, f.params)
+        other = found != rows[:, None]
+        # an exact duplicate may come first; when the row itself is not listed, drop the last
+        missing = other.all(axis=1)
+        other[missing, -1] = False
+        order = np.argsort(~other, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(d, order, 1), np.take_along_axis(found, order, 1)
+
+    def attributable_share(self, distances: np.ndarray, rows: np.ndarray) -> np.ndarray | None:
+        """a_j of generated samples from their (m, k) matches; None under the paper's rule."""
+        c = self.credit_rule_.calibration
+        if c is None:
+            return None
+        top = np.asarray(rows)[:, 0]
+        uniq, at = np.unique(top, return_inverse=True)
+        radius = self.train_neighbours(uniq, 1)[0][:, 0] if len(uniq) else np.empty(0)
+        return c.share(np.asarray(distances)[:, 0], radius[at.ravel()])
+
+    def generated_neighbours(self, generated_embeddings: np.ndarray) -> dn.GeneratedNeighbours:
+        """Each training item's ``density.NEIGHBOURS`` nearest generated samples (exact)."""
+        f = self._state()
+        q = self._prepare_queries(generated_embeddings)
+        k = min(dn.NEIGHBOURS, len(q))
+        block = 1 << 14
+        d = np.empty((len(f.ids), k))
+        r = np.empty((len(f.ids), k), dtype=np.int64)
+        for s in range(0, len(f.ids), block):
+            x = np.asarray(f.embeddings[s : s + block], dtype=np.float32)
+            d[s : s + len(x)], r[s : s + len(x)] = ix.exact_search(q, x, k, self.metric)
+        return dn.pad(d, r)
 
     # -- queries: they never change the valuator ---------------------------------------------
     def kneighbors(self, generated_embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -282,7 +342,11 @@ class Valuator(Estimator):
         else:
             dist, rows = search(self, q, self.k)
         t_search = time.perf_counter() - t0
-        credit = f.credit_rule.assign(dist, rows, len(f.ids), qual)
+        share = self.attributable_share(dist, rows)
+        credit = f.credit_rule.assign(dist, rows, len(f.ids), qual, share)
+        t0 = time.perf_counter()
+        neighbours = None if share is None else self.generated_neighbours(generated_embeddings)
+        t_density = time.perf_counter() - t0
         t0 = time.perf_counter()
         recall, n_recall = ix.measure_recall(
             f.index, f.embeddings, q, self.k, f.params, self.recall_sample, self.random_state
@@ -302,9 +366,12 @@ class Valuator(Estimator):
             timings={
                 "index_build_s": f.build_seconds,
                 "search_s": t_search,
+                "density_s": t_density,
                 "recall_s": time.perf_counter() - t0,
             },
-        )
+            share=share,
+            neighbours=neighbours,
+        ).with_density()
 
     def describe(self) -> dict[str, Any]:
         """The resolved configuration: parameters plus the index actually built."""
@@ -314,6 +381,7 @@ class Valuator(Estimator):
             "index": f.params.to_dict(),
             "distance": _DISTANCE_DOC[self.metric],
             "embeddings_sha256": f.embeddings_hash,
+            "credit": f.credit_rule.describe(),
         }
 
     # -- on disk ----------------------------------------------------------------------------
@@ -353,10 +421,12 @@ class Valuator(Estimator):
         if hash_array(np.asarray(x)) != meta["embeddings_sha256"]:
             raise InputError(f"{path}/embeddings.npy does not match index.json; rebuild the index.")
         ids = np.load(path / "ids.npy", allow_pickle=False)
-        self = cls(**meta["valuator"])
+        # an index saved before the calibrated rule existed was made with the paper's
+        self = cls(**{"credit": "paper", **meta["valuator"]})
         params = ix.IndexParams(**meta["index"])
         index = faiss.read_index(str(path / "index.faiss"))
-        rule = CreditRule(self.temperature)
+        rule = CreditRule.from_description(meta.get("credit") or {"credit": "paper",
+                                           "temperature": self.temperature})  # fmt: skip
         self._fitted = _Fitted(
             index, x, ids, params, meta["embeddings_sha256"], meta["build_s"], rule
         )

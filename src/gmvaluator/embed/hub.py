@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +171,10 @@ class _StateDictImageEmbedder:
     library = ""
     module = ""
     kind: Kind = "image"
+    #: arch -> (input size, mean, std) of the architecture, read without building the model
+    read_config: Callable[[str], tuple[int, list[float], list[float]]]
+    #: (arch, weights file, device) -> the model, built once per process and in eval mode
+    load_model: Callable[[str, str, str], Any]
 
     def __init__(self, spec: str, device: str = "cpu", image_size: int | None = None) -> None:
         arch, _, weights = spec.partition("=")
@@ -209,26 +213,19 @@ class _StateDictImageEmbedder:
 
     def _preprocessing(self) -> tuple[int, list[float], list[float]]:
         """Input size, mean and std: the architecture's own, read without building the model."""
-        size, mean, std = self._config(self.arch)
+        size, mean, std = self.read_config(self.arch)
         return self.image_size or size, mean, std
-
-    @staticmethod
-    def _config(arch: str) -> tuple[int, list[float], list[float]]:
-        raise NotImplementedError
 
     def embed_prepared(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
-        model = self._model()
+        model = self.load_model(self.arch, str(self.weights), self.device)
         with torch.inference_mode():
             out = self._forward(model, torch.from_numpy(batch).to(self.device))
         return np.ascontiguousarray(out.float().cpu().numpy(), dtype=np.float32)
 
-    def _model(self) -> Any:
-        raise NotImplementedError
-
     def _forward(self, model: Any, x: Any) -> Any:
-        raise NotImplementedError
+        return model(x)
 
 
 _IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
@@ -244,23 +241,6 @@ def load_state_dict(path: Path) -> dict[str, Any]:
 
     state = torch.load(path, map_location="cpu", weights_only=True)
     return dict(state.get("state_dict", state)) if isinstance(state, dict) else state
-
-
-class TimmEmbedder(_StateDictImageEmbedder):
-    """``timm:NAME=WEIGHTS``: timm's NAME without its classifier (pooled features)."""
-
-    library = "timm"
-    module = "timm"
-
-    @staticmethod
-    def _config(arch: str) -> tuple[int, list[float], list[float]]:
-        return _timm_config(arch)
-
-    def _model(self) -> Any:
-        return _load_timm(self.arch, str(self.weights), self.device)
-
-    def _forward(self, model: Any, x: Any) -> Any:
-        return model(x)
 
 
 @functools.lru_cache(maxsize=8)
@@ -292,25 +272,6 @@ def _load_timm(arch: str, weights: str, device: str) -> Any:
         )
     model.load_state_dict(state, strict=False)
     return model.eval().to(device)
-
-
-class OpenClipEmbedder(_StateDictImageEmbedder):
-    """``open_clip:NAME=WEIGHTS``: open_clip's image tower of NAME, unit-norm embeddings."""
-
-    library = "open_clip"
-    module = "open_clip"
-
-    @staticmethod
-    def _config(arch: str) -> tuple[int, list[float], list[float]]:
-        return _open_clip_config(arch)
-
-    def _model(self) -> Any:
-        return _load_open_clip(self.arch, str(self.weights), self.device)
-
-    def _forward(self, model: Any, x: Any) -> Any:
-        import torch
-
-        return torch.nn.functional.normalize(model.encode_image(x), dim=-1)
 
 
 @functools.lru_cache(maxsize=8)
@@ -346,6 +307,27 @@ def _load_open_clip(arch: str, weights: str, device: str) -> Any:
             f"{(lines[0] if lines else str(e))[:200]}. Pass the weights saved from that very model."
         ) from e
     return model.eval()
+
+
+class TimmEmbedder(_StateDictImageEmbedder):
+    """``timm:NAME=WEIGHTS``: timm's NAME without its classifier (pooled features)."""
+
+    library = module = "timm"
+    read_config = staticmethod(_timm_config)
+    load_model = staticmethod(_load_timm)
+
+
+class OpenClipEmbedder(_StateDictImageEmbedder):
+    """``open_clip:NAME=WEIGHTS``: open_clip's image tower of NAME, unit-norm embeddings."""
+
+    library = module = "open_clip"
+    read_config = staticmethod(_open_clip_config)
+    load_model = staticmethod(_load_open_clip)
+
+    def _forward(self, model: Any, x: Any) -> Any:
+        import torch
+
+        return torch.nn.functional.normalize(model.encode_image(x), dim=-1)
 
 
 LOADERS: dict[str, Any] = {"hf": HFEmbedder, "timm": TimmEmbedder, "open_clip": OpenClipEmbedder}

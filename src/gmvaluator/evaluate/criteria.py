@@ -89,7 +89,10 @@ def group_labels(labels: np.ndarray, groups: dict[str, Any]) -> np.ndarray:
 
 
 def ood_scores(values: np.ndarray, injected: np.ndarray) -> dict[str, float]:
-    """C3: how well "low value" singles out injected items: AUROC, AUPRC, precision@n_injected."""
+    """C3: how well a low score singles out injected items: AUROC, AUPRC, precision@n_injected.
+
+    ``values`` is what the run ranks by (``ValuationResult.rank_scores``: the value under the
+    paper's rule, its blend with the generated-sample density under the calibrated one)."""
     v = np.asarray(values, dtype=np.float64)
     inj = np.asarray(injected, dtype=bool)
     return {
@@ -113,20 +116,22 @@ def membership_scores(values: np.ndarray, member: np.ndarray) -> dict[str, float
     }
 
 
-def values_at_k(result: ValuationResult, k: int, temperature: float = 1.0) -> np.ndarray:
+def values_at_k(result: ValuationResult, k: int) -> np.ndarray:
     """Values phi_i had the result kept only the first ``k`` of each generated sample's matches.
 
     The first k of a top-K list are the top-k list, so this equals valuing again with k (for
-    the recall index's own lists too); the credit is the softmax over those k distances,
-    scaled by the result's quality.
+    the recall index's own lists too); the credit is the result's own rule over those k
+    distances, scaled by its quality and attributable share.
     """
     if not 1 <= k <= result.k:
         raise InputError(
             f"k={k} must be in [1, {result.k}], the k the result was made with.", param="k"
         )
-    rule = CreditRule(temperature)
+    rule = CreditRule.from_description(result.config.get("credit") or {"credit": "paper",
+                                       "temperature": 1.0})  # fmt: skip
     n = len(result.train_ids)
-    return rule.assign(result.distances[:, :k], result.indices[:, :k], n, result.quality).values
+    dist, rows = result.distances[:, :k], result.indices[:, :k]
+    return rule.assign(dist, rows, n, result.quality, result.share).values
 
 
 def attribution_matrix(result: ValuationResult) -> np.ndarray:

@@ -169,7 +169,7 @@ def run_ood(
             gen, _ = _generate(model, n_classes, per_class, 1000 * seed + draw)
             for spec in valuers:
                 res = value_images(spec, x, gen, k, seed=seed * 100 + draw)
-                for metric, v in criteria.ood_scores(res.values, mask).items():
+                for metric, v in criteria.ood_scores(res.rank_scores(), mask).items():
                     samples[spec.name][metric].append(v)
                 samples[spec.name]["injected_matched_share"].append(
                     float((res.n_matches[mask] > 0).mean())
@@ -444,7 +444,7 @@ def _score_prefix(
     out[f"c1@k={k}"].append(
         float(criteria.identical_share(res.indices, labels, gen_labels, k).mean())
     )
-    values = criteria.values_at_k(res, k, spec.temperature)
+    values = criteria.values_at_k(res, k)
     scores = criteria.membership_scores(values, member)
     out[f"auroc@k={k}"].append(scores["auroc"])
     out[f"p_value@k={k}"].append(scores["p_value"])

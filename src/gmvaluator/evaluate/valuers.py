@@ -43,7 +43,8 @@ class ValuerSpec:
     # defaults; the PQ / IVF ones left None resolve as ``search.resolve_params`` documents
     index: str = _DEFAULTS.index
     metric: str = _DEFAULTS.metric
-    temperature: float = _DEFAULTS.temperature
+    temperature: float | str = _DEFAULTS.temperature
+    credit: str = _DEFAULTS.credit
     quality: bool = False
     random: bool = False
     rerank: str = _DEFAULTS.rerank
@@ -70,8 +71,9 @@ def baselines(default_embedder: str = "pixels") -> list[ValuerSpec]:
         replace(base, name="rerank-none", index="ivfpq", rerank="none"),
         replace(base, name="sqeuclidean", metric="sqeuclidean"),
         replace(base, name="quality-on", quality=True),
-        replace(base, name="T=0.1", temperature=0.1),
-        replace(base, name="T=0.01", temperature=0.01),
+        replace(base, name="paper", credit="paper"),
+        replace(base, name="paper T=0.1", credit="paper", temperature=0.1),
+        replace(base, name="paper T=0.01", credit="paper", temperature=0.01),
         ValuerSpec("random", random=True),
     ]
     if default_embedder != "pixels":

@@ -62,19 +62,34 @@ class _ImageScorer:
         raise NotImplementedError
 
 
-class BrisqueScorer(_ImageScorer):
+class _HundredPointScorer(_ImageScorer):
+    """A score s from 0 (best) to about 100 (worst) that ``points`` computes with ``package``
+    (whose module has the same name) and OpenCV; raw = (100 - s) / 100, clipped to [0, 1]."""
+
+    package = ""
+
+    def __init__(self, max_side: int = 512) -> None:
+        super().__init__(max_side)
+        require(self.package, self.package, f"the {self.name} quality score")
+        require("cv2", "opencv-python-headless", f"the {self.name} quality score")
+        self.version = dist_version(self.package)
+
+    def score_one(self, rgb: np.ndarray) -> float:
+        s = self.points(rgb)
+        return float(np.clip((100.0 - s) / 100.0, 0.0, 1.0))
+
+    def points(self, rgb: np.ndarray) -> float:
+        raise NotImplementedError
+
+
+class BrisqueScorer(_HundredPointScorer):
     """BRISQUE (Mittal et al. 2012) from the PyPI package ``brisque``: raw = (100 - s) / 100,
     clipped to [0, 1], where s is BRISQUE's score (0 best, about 100 worst)."""
 
     name = "brisque"
+    package = "brisque"
 
-    def __init__(self, max_side: int = 512) -> None:
-        super().__init__(max_side)
-        require("brisque", "brisque", "the brisque quality score")
-        require("cv2", "opencv-python-headless", "the brisque quality score")
-        self.version = dist_version("brisque")
-
-    def score_one(self, rgb: np.ndarray) -> float:
+    def points(self, rgb: np.ndarray) -> float:
         import cv2
         import skimage.color
 
@@ -88,8 +103,7 @@ class BrisqueScorer(_ImageScorer):
         feats = np.array(
             [float(np.asarray(f, dtype=np.float64).reshape(-1)[0]) for f in [*fine, *coarse]]
         )
-        s = float(model.calculate_image_quality_score(feats))
-        return float(np.clip((100.0 - s) / 100.0, 0.0, 1.0))
+        return float(model.calculate_image_quality_score(feats))
 
 
 @functools.lru_cache(maxsize=1)
@@ -102,23 +116,17 @@ def _brisque_model() -> Any:
     return BRISQUE(url=False)
 
 
-class PiqeScorer(_ImageScorer):
+class PiqeScorer(_HundredPointScorer):
     """PIQE (Venkatanath et al. 2015) from ``pypiqe``: raw = (100 - s) / 100, clipped to
     [0, 1], where s is PIQE's score (0 best, 100 worst)."""
 
     name = "piqe"
+    package = "pypiqe"
 
-    def __init__(self, max_side: int = 512) -> None:
-        super().__init__(max_side)
-        require("pypiqe", "pypiqe", "the piqe quality score")
-        require("cv2", "opencv-python-headless", "the piqe quality score")
-        self.version = dist_version("pypiqe")
-
-    def score_one(self, rgb: np.ndarray) -> float:
+    def points(self, rgb: np.ndarray) -> float:
         from pypiqe import piqe
 
-        s = float(piqe(rgb)[0])
-        return float(np.clip((100.0 - s) / 100.0, 0.0, 1.0))
+        return float(piqe(rgb)[0])
 
 
 class SharpnessScorer(_ImageScorer):

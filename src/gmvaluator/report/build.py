@@ -14,9 +14,6 @@ import re
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from gmvaluator.errors import InputError, MissingDependencyError, check_param
 from gmvaluator.files import atomic_path, write_json
@@ -87,26 +84,24 @@ def write_report(
 
 def render_report(run: d.RunData, cfg: ReportConfig) -> tuple[str, int]:
     """The page and how many generated samples it shows, within ``cfg.max_bytes``."""
-    text_column = run.config.get("text_column")
-    if run.config.get("embedder") == "precomputed":
-        # the training source is only vectors: nothing to show, and maybe millions to read
-        train = Media(None, "the run valued precomputed embeddings: training items are shown by id")
-    else:
-        train = Media.open(run.config.get("train"), "training", text_column)
-    batches = [b.get("source") for b in run.run.get("appended") or []]
-    gen = MediaSet.open([run.config.get("generated"), *batches], "generated", text_column)
-    gen_labels = gen.labels(run.generated_ids)
-    near_copy = d.mark_near_copies(run, cfg.near_copy)
-    names = d.class_names(run.config.get("train"))
-    notes = [m.note for m in (train, gen) if m.note]
-    fixed = _fixed_sections(run, cfg, train, gen_labels, names, near_copy)
+    shown = _gather(run, cfg.near_copy)
+    notes = [m.note for m in (shown.train, shown.gen) if m.note]
+    fixed = _fixed_sections(shown, cfg)
+    text_run = "text" in (shown.train.kind, shown.gen.kind)
     shrunk = False
     while True:
-        chosen = d.pick_samples(run.n_generated, cfg.samples, gen_labels)
+        chosen = d.pick_samples(run.n_generated, cfg.samples, shown.gen_labels)
         body = sections.samples(
-            run, chosen, train, gen, gen_labels, names, near_copy, cfg.max_contributors
+            run,
+            chosen,
+            shown.train,
+            shown.gen,
+            shown.gen_labels,
+            shown.names,
+            shown.near_copy,
+            cfg.max_contributors,
         )
-        html = _assemble(run, notes, body, fixed, text_run="text" in (train.kind, gen.kind))
+        html = _assemble(run, notes, body, fixed, text_run)
         if len(html.encode("utf-8")) <= cfg.max_bytes or cfg.samples == 1:
             return html, len(chosen)
         if not shrunk:
@@ -118,19 +113,29 @@ def render_report(run: d.RunData, cfg: ReportConfig) -> tuple[str, int]:
         cfg = replace(cfg, samples=max(1, cfg.samples // 2))
 
 
-def _fixed_sections(
-    run: d.RunData,
-    cfg: ReportConfig,
-    train: Media,
-    gen_labels: np.ndarray | None,
-    names: dict[Any, str],
-    near_copy: float | None,
-) -> str:
+def _gather(run: d.RunData, near_copy: float | None) -> d.PageInputs:
+    """Open the run's sources and mark its near copies: what every section draws on."""
+    text_column = run.config.get("text_column")
+    if run.config.get("embedder") == "precomputed":
+        # the training source is only vectors: nothing to show, and maybe millions to read
+        train = Media(None, "the run valued precomputed embeddings: training items are shown by id")
+    else:
+        train = Media.open(run.config.get("train"), "training", text_column)
+    batches = [b.get("source") for b in run.run.get("appended") or []]
+    gen = MediaSet.open([run.config.get("generated"), *batches], "generated", text_column)
+    gen_labels = gen.labels(run.generated_ids)
+    threshold = d.mark_near_copies(run, near_copy)
+    names = d.class_names(run.config.get("train"))
+    return d.PageInputs(run, train, gen, gen_labels, names, threshold)
+
+
+def _fixed_sections(shown: d.PageInputs, cfg: ReportConfig) -> str:
+    run = shown.run
     return "\n".join(
         [
-            sections.items(run, train, names, cfg.items, near_copy),
+            sections.items(run, shown.train, shown.names, cfg.items, shown.near_copy),
             sections.contributors(run, cfg.contributors),
-            sections.classes(run, gen_labels, names),
+            sections.classes(run, shown.gen_labels, shown.names),
             evaluations(run.evaluations),
         ]
     )

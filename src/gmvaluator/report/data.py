@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -16,6 +16,9 @@ import pandas as pd
 from gmvaluator.errors import InputError
 from gmvaluator.files import read_json
 from gmvaluator.run.folder import RunFolder
+
+if TYPE_CHECKING:
+    from gmvaluator.report.media import Media, MediaSet
 
 
 @dataclass
@@ -30,6 +33,8 @@ class RunData:
     k: int
     generated_ids: np.ndarray
     evaluations: dict[str, Any] = field(default_factory=dict)
+    #: one row per generated sample (share, unattributed) under the calibrated credit rule
+    generated: pd.DataFrame | None = None
 
     @property
     def n_train(self) -> int:
@@ -46,6 +51,20 @@ class RunData:
     def matches(self, j: int) -> pd.DataFrame:
         """The k attribution rows of generated sample ``j`` (rows are stored j-major)."""
         return self.attributions.iloc[j * self.k : (j + 1) * self.k]
+
+
+@dataclass(frozen=True)
+class PageInputs:
+    """What the sections of one page draw on, gathered once: the run, its training and
+    generated items to show, the generated samples' labels, class names and the near-copy
+    distance in force."""
+
+    run: RunData
+    train: Media
+    gen: MediaSet
+    gen_labels: np.ndarray | None
+    names: dict[Any, str]
+    near_copy: float | None
 
 
 def read_run(run_dir: str | Path) -> RunData:
@@ -70,7 +89,12 @@ def read_run(run_dir: str | Path) -> RunData:
         k=k,
         generated_ids=att["generated_id"].to_numpy()[::k].astype(str),
         evaluations=read_evaluations(run_dir),
+        generated=_read_optional(run_dir / "generated.parquet"),
     )
+
+
+def _read_optional(path: Path) -> pd.DataFrame | None:
+    return pd.read_parquet(path) if path.is_file() else None
 
 
 def mark_near_copies(run: RunData, threshold: float | None) -> float | None:
@@ -120,12 +144,15 @@ def lorenz(values: np.ndarray, points: int = 400) -> tuple[np.ndarray, np.ndarra
 
 
 def most_valuable(values: pd.DataFrame, n: int) -> pd.DataFrame:
-    return values.nsmallest(n, "rank")
+    """The highest values (equal values: the better rank first)."""
+    return values.sort_values(["value", "rank"], ascending=[False, True]).head(n)
 
 
 def least_valuable(values: pd.DataFrame, n: int) -> pd.DataFrame:
-    """The lowest-valued items that received any credit (those with none are only counted)."""
-    return values[values["value"] > 0].nlargest(n, "rank").sort_values("rank", ascending=False)
+    """The last items by rank. Under the calibrated credit rule the rank orders every item
+    (value and density); under the paper's rule only items with credit are listed."""
+    ranked = values if "density" in values else values[values["value"] > 0]
+    return ranked.nlargest(n, "rank").sort_values("rank", ascending=False)
 
 
 def contributor_table(values: pd.DataFrame) -> pd.DataFrame:

@@ -61,9 +61,7 @@ class Media:
 
     def image(self, item_id: str, row: int | None = None) -> str | None:
         """A data URI of the item's thumbnail, or None when it is not an image."""
-        if self.kind != "image":
-            return None
-        r = self.row_of(item_id, row)
+        r = self._row_of_kind("image", item_id, row)
         if r is None:
             return None
         if r not in self._cache:
@@ -72,12 +70,11 @@ class Media:
 
     def text(self, item_id: str, row: int | None = None) -> str | None:
         """The item's text, cut to a snippet (not escaped), or None when it is not text."""
-        if self.kind != "text":
-            return None
-        r = self.row_of(item_id, row)
-        if r is None:
-            return None
-        return snippet(self.dataset.items[r])  # type: ignore[union-attr, index]
+        r = self._row_of_kind("text", item_id, row)
+        return None if r is None else snippet(self.dataset.items[r])  # type: ignore[union-attr, index]
+
+    def _row_of_kind(self, kind: str, item_id: str, row: int | None) -> int | None:
+        return self.row_of(item_id, row) if self.kind == kind else None
 
     def label_of(self, item_id: str) -> object | None:
         ds = self.dataset

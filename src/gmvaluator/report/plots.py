@@ -114,15 +114,7 @@ def class_mix(rows: Sequence[str], cols: Sequence[str], shares: np.ndarray) -> s
 def bar_chart(title: str, labels: Sequence[str], numbers: Sequence[float]) -> str:
     """Horizontal bars of named numbers (an evaluation's metrics)."""
     fig, ax = _figure(5.6, max(1.6, 0.28 * len(labels) + 1.0))
-    y = np.arange(len(labels))
-    ax.barh(y, numbers, color=ACCENT)
-    ax.set_yticks(y, labels)
-    ax.invert_yaxis()
-    for yi, v in zip(y, numbers, strict=True):
-        ax.text(v, yi, f" {v:.4g}", va="center", fontsize=7)
-    ax.margins(x=0.18)
-    ax.set_title(title)
-    return _uri(fig)
+    return _labelled_bars(fig, ax, title, labels, numbers, digits=4, va="center", margin=0.18)
 
 
 def estimate_chart(
@@ -130,15 +122,32 @@ def estimate_chart(
 ) -> str:
     """Horizontal bars of estimates (one per valuer) with their 95 % intervals."""
     fig, ax = _figure(4.6, max(1.6, 0.3 * len(labels) + 1.0))
-    y = np.arange(len(labels))
     m = np.asarray(means, dtype=np.float64)
     ci = np.asarray(ci95, dtype=np.float64).reshape(-1, 2)
     err = np.abs(np.stack([m - ci[:, 0], ci[:, 1] - m]))
-    ax.barh(y, m, xerr=err, color=ACCENT, ecolor="#1d2733", capsize=3)
+    style = {"xerr": err, "ecolor": "#1d2733", "capsize": 3}
+    return _labelled_bars(fig, ax, title, labels, m, digits=3, va="bottom", margin=0.15, **style)
+
+
+def _labelled_bars(
+    fig: Any,
+    ax: Any,
+    title: str,
+    labels: Sequence[str],
+    numbers: Sequence[float] | np.ndarray,
+    *,
+    digits: int,
+    va: str,
+    margin: float,
+    **bars: Any,
+) -> str:
+    """Horizontal bars, first at the top, each with its number written at its end."""
+    y = np.arange(len(labels))
+    ax.barh(y, numbers, color=ACCENT, **bars)
     ax.set_yticks(y, labels)
     ax.invert_yaxis()
-    for yi, v in zip(y, m, strict=True):
-        ax.text(v, yi, f" {v:.3g}", va="bottom", fontsize=7)
-    ax.margins(x=0.15)
+    for yi, v in zip(y, numbers, strict=True):
+        ax.text(v, yi, f" {v:.{digits}g}", va=va, fontsize=7)
+    ax.margins(x=margin)
     ax.set_title(title)
     return _uri(fig)

@@ -46,7 +46,7 @@ def header(run: d.RunData, notes: list[str], anchors: list[str]) -> str:
         n_candidates=index.get("n_candidates", "?"),
         matched=int(np.count_nonzero(run.values["n_matches"].to_numpy())),
         k=run.k,
-        temperature=cfg.get("temperature", "?"),
+        credit=_credit_fact(rec.get("credit") or {}, cfg),
         distance=rec.get("distance") or cfg.get("metric", "?"),
         quality=cfg.get("quality"),
         timings=[(k.removesuffix("_s"), float(v)) for k, v in rec.get("timings", {}).items()],
@@ -104,6 +104,8 @@ def _sample(
     rows = run.matches(j).head(shown_k)
     gid = str(run.generated_ids[j])
     q = float(rows["quality"].iloc[0])
+    share = None if run.generated is None else float(run.generated["share"].iloc[j])
+    handed = q * (1.0 if share is None else share)
     train_labels = run.train_labels
     contributors = []
     for r in rows.itertuples(index=False):
@@ -114,7 +116,7 @@ def _sample(
                 "rank": int(r.rank),
                 "credit": float(r.credit),
                 "distance": float(r.distance),
-                "share": r.credit / q if q > 0 else 0.0,
+                "share": r.credit / handed if handed > 0 else 0.0,
                 "near_copy": bool(r.flag),
                 "media": _media(train, tid, row),
                 "label": None if train_labels is None else _name(train_labels[row], names),
@@ -124,6 +126,7 @@ def _sample(
         "row": j,
         "id": gid,
         "quality": q,
+        "attributable": share,
         "label": None if gen_labels is None else _name(gen_labels[j], names),
         "media": _media(gen, gid, j),
         "contributors": contributors,
@@ -139,7 +142,8 @@ def items(
     att = run.attributions
     first = att["distance"].to_numpy()[:: run.k]
     others = att.loc[att["rank"] > 1, "distance"].to_numpy()
-    extra = [c for c in ("label", "contributor") if c in run.values]
+    extra = [c for c in ("density", "label", "contributor") if c in run.values]
+    ranked = "density" in run.values
     return render(
         "items.html",
         matched=int(np.count_nonzero(run.values["n_matches"].to_numpy())),
@@ -157,7 +161,29 @@ def items(
         top=values.max(),
         most=_item_rows(d.most_valuable(run.values, n), train, names, extra),
         least=_item_rows(d.least_valuable(run.values, n), train, names, extra),
+        least_title="Last by rank" if ranked else "Least valuable (with credit)",
+        least_note=(
+            "The rank orders every item by a blend of its value and the density of generated "
+            "samples around it; the last are the ones the generated samples use least."
+            if ranked
+            else '"Least valuable" lists the lowest values above zero.'
+        ),
     )
+
+
+def _credit_fact(credit: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+    """The credit rule as the header shows it, with what it left unattributed."""
+    name = credit.get("credit", "paper")
+    t = credit.get("temperature", cfg.get("temperature", 1.0))
+    rule = credit.get("rule", "")
+    return {
+        "name": name,
+        "temperature": t,
+        "rule": rule,
+        "unattributed": credit.get("unattributed_fraction"),
+        "far": credit.get("far_samples"),
+        "far_below": credit.get("far_share_below"),
+    }
 
 
 def _item_rows(
@@ -226,4 +252,6 @@ def classes(run: d.RunData, gen_labels: np.ndarray | None, names: dict[Any, str]
 
 def _name(label: Any, names: dict[Any, str]) -> str:
     key = label.item() if isinstance(label, np.generic) else label
+    if isinstance(key, float):  # the density column
+        return f"{key:.3f}"
     return names.get(key, str(key))

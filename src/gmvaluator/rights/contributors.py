@@ -159,7 +159,8 @@ def expand_result(
 ) -> ValuationResult:
     """Map a result over the kept training rows ``keep`` back onto all rows of ``all_ids``.
 
-    Rows left out get value 0 and no matches; match indices become rows of the full set.
+    Rows left out get value 0, no matches and no generated neighbours (the lowest density);
+    match indices become rows of the full set.
     """
     if keep is None:
         return result
@@ -181,7 +182,8 @@ def expand_result(
         values=values,
         n_matches=counts,
         indices=keep[result.indices],
-    )
+        neighbours=None if result.neighbours is None else result.neighbours.expanded(keep, n),
+    ).with_density()
 
 
 def contributors_frame(

@@ -47,6 +47,10 @@ CALIBRATION_SAMPLE = 2000
 #: Up to this many training items the calibration searches exactly; above, with the run's index.
 EXACT_MAX = 50_000
 
+NO_THRESHOLD: dict[str, Any] = {
+    "rule": "no threshold: fewer than 2 training items",
+    "threshold": None,
+}
 RULE = (
     "near copy: distance <= the {quantile:g} quantile of nearest-neighbour distances "
     "from {sample} training items to the rest of the training set ({metric}, {search} search)"
@@ -60,14 +64,11 @@ def calibrate(
     seed: int = 0,
 ) -> dict[str, Any]:
     """The near-copy threshold of a fitted valuator's training set, and the rule behind it."""
-    ok = isinstance(quantile, (int, float)) and not isinstance(quantile, bool) and 0 < quantile < 1
-    check_param("near_copy", "quantile", quantile, ok, "a float in the range (0, 1)")
+    rows = _calibration_rows(valuator, quantile, sample, seed)
+    if rows is None:
+        return dict(NO_THRESHOLD)
     x = valuator.embeddings_
     n = len(x)
-    if n < 2:
-        return {"rule": "no threshold: fewer than 2 training items", "threshold": None}
-    rows = np.random.default_rng(seed).choice(n, size=min(sample, n), replace=False)
-    rows.sort()
     q = np.ascontiguousarray(x[rows], dtype=np.float32)
     if n <= EXACT_MAX:
         dist, idx = ix.exact_search(np.asarray(x, dtype=np.float32), q, min(3, n), valuator.metric)
@@ -92,6 +93,21 @@ def calibrate(
         "search": "exact" if n <= EXACT_MAX else "index",
         "train_nn_median": float(np.median(nn)),
     }
+
+
+def _calibration_rows(
+    valuator: Valuator, quantile: float, sample: int, seed: int
+) -> np.ndarray | None:
+    """Check ``quantile`` and draw the sorted training rows whose nearest-neighbour distances
+    set the threshold; None when the training set has fewer than 2 items."""
+    ok = isinstance(quantile, (int, float)) and not isinstance(quantile, bool) and 0 < quantile < 1
+    check_param("near_copy", "quantile", quantile, ok, "a float in the range (0, 1)")
+    n = len(valuator.embeddings_)
+    if n < 2:
+        return None
+    rows = np.random.default_rng(seed).choice(n, size=min(sample, n), replace=False)
+    rows.sort()
+    return rows
 
 
 def flag(distances: np.ndarray, threshold: float | None) -> np.ndarray:
@@ -347,14 +363,11 @@ def calibrate_matched(
     the nearest other item in descriptor space among their ``neighbours`` nearest in the run's
     space stands for their nearest neighbour (see the module docstring).
     """
-    ok = isinstance(quantile, (int, float)) and not isinstance(quantile, bool) and 0 < quantile < 1
-    check_param("near_copy", "quantile", quantile, ok, "a float in the range (0, 1)")
+    rows = _calibration_rows(valuator, quantile, sample, seed)
+    if rows is None:
+        return dict(NO_THRESHOLD)
     x = valuator.embeddings_
     n = len(x)
-    if n < 2:
-        return {"rule": "no threshold: fewer than 2 training items", "threshold": None}
-    rows = np.random.default_rng(seed).choice(n, size=min(sample, n), replace=False)
-    rows.sort()
     kn = min(n, neighbours + 1)
     _, cand = valuator.candidates(np.asarray(x[rows], dtype=np.float32), kn, exact=True)
     valid = (cand >= 0) & (cand != rows[:, None])

@@ -9,7 +9,6 @@ same stages as a full run (``gmvaluator.run.pipeline``): value, write, record.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from gmvaluator.config import ValueConfig
-from gmvaluator.core.result import ValuationResult
+from gmvaluator.core.result import VALUE_COLUMNS, ValuationResult
 from gmvaluator.core.valuator import Valuator, check_same_dim
 from gmvaluator.engines import Embedded, Engine, LocalEngine
 from gmvaluator.errors import InputError
@@ -39,7 +38,6 @@ from gmvaluator.run.folder import RunFolder
 from gmvaluator.run.pipeline import quality_stage, result_record, value_stage, write_stage
 from gmvaluator.sources import load_source
 
-_BASE_VALUE_COLUMNS = ("train_id", "value", "rank", "n_matches")
 _CALIBRATION_KEYS = (
     "space",
     "rule",
@@ -62,31 +60,6 @@ class AppendOutcome:
     batch: ValuationResult  # the new batch alone
     batch_number: int
     ledger_rows_added: int
-
-
-def combine(old: ValuationResult, new: ValuationResult) -> ValuationResult:
-    """The result over the generated samples of both, as if valued together."""
-    if not np.array_equal(old.train_ids, new.train_ids):
-        raise InputError("the new batch was valued against a different training set.")
-    n_q = old.recall_queries + new.recall_queries
-    recall = (old.recall * old.recall_queries + new.recall * new.recall_queries) / max(n_q, 1)
-    near = None
-    if old.near_copy is not None and new.near_copy is not None:
-        near = np.vstack([old.near_copy, new.near_copy])
-    return dataclasses.replace(
-        old,
-        generated_ids=np.concatenate([old.generated_ids, new.generated_ids]),
-        values=old.values + new.values,
-        n_matches=old.n_matches + new.n_matches,
-        distances=np.vstack([old.distances, new.distances]),
-        indices=np.vstack([old.indices, new.indices]),
-        credits=np.vstack([old.credits, new.credits]),
-        quality=np.concatenate([old.quality, new.quality]),
-        recall=float(recall),
-        recall_queries=n_q,
-        timings={key: old.timings.get(key, 0.0) + v for key, v in new.timings.items()},
-        near_copy=near,
-    )
 
 
 def append_run(
@@ -122,8 +95,8 @@ def append_run(
     )  # fmt: skip
     train = _rerank_training_items(acct, cfg.rerank)
     batch = value_stage(valuator, train, generated, scores, acct, cfg, engine, folder.path)
-    result = combine(old, batch)
-    columns = {c: values_df[c].to_numpy() for c in values_df if c not in _BASE_VALUE_COLUMNS}
+    result = old.extended(batch)
+    columns = {c: values_df[c].to_numpy() for c in values_df if c not in VALUE_COLUMNS}
     added = write_stage(folder, result, batch, generated.dataset, valuator, acct, columns)
     entry = {
         "source": generated_spec,

@@ -6,6 +6,10 @@
     RUN/values.parquet              one row per training item
     RUN/attributions.parquet        one row per generated sample and match
     RUN/result.json                 the rest of the ``ValuationResult`` (k, recall, config)
+    RUN/generated.parquet           one row per generated sample: quality, attributable share,
+                                    credit handed out and left unattributed (calibrated credit)
+    RUN/generated_neighbours.npz    each training item's nearest generated samples, which the
+                                    density sums over and an append merges (calibrated credit)
     RUN/contributors.parquet        value per contributor, when contributors are known
     RUN/skipped.csv                 items dropped under ``--on-error skip``, with the reason
     RUN/ledger.sqlite               the run's ledger of credits (``--ledger run``)
@@ -14,7 +18,7 @@
     RUN/demo.json                   the summary of ``gmvaluator demo``
     RUN/report/index.html           the report of ``gmvaluator report``
 
-Lower layers write some of these under the same names (``ValuationResult.save`` its three
+Lower layers write some of these under the same names (``ValuationResult.save`` its five
 files, ``gmvaluator.rights`` the ledger and contributors, engines the embeddings).
 """
 
@@ -33,6 +37,8 @@ RECORD = "run.json"
 VALUES = "values.parquet"
 ATTRIBUTIONS = "attributions.parquet"
 RESULT = "result.json"
+GENERATED = "generated.parquet"
+NEIGHBOURS = "generated_neighbours.npz"
 CONTRIBUTORS = "contributors.parquet"
 SKIPPED = "skipped.csv"
 LEDGER = "ledger.sqlite"

@@ -266,6 +266,7 @@ def result_record(result: ValuationResult, accounting: RunAccounting) -> dict[st
     return {
         "counts": result.summary(),
         "recall": {"recall_at_k": result.recall, "k": result.k, "queries": result.recall_queries},
+        "credit": result.credit_summary(),
         **accounting.record(result),
     }
 

@@ -9,7 +9,7 @@ call it.
 - ``builder``: building an index and tuning ``auto`` to its target recall.
 """
 
-from gmvaluator.search.builder import add_rows, build, build_tuned, set_nprobe, tune
+from gmvaluator.search.builder import add_rows, build, build_tuned, set_nprobe
 from gmvaluator.search.distance import (
     candidate_distances,
     float32_distances,
@@ -68,5 +68,4 @@ __all__ = [
     "set_nprobe",
     "shortlist",
     "top_k",
-    "tune",
 ]

@@ -1,9 +1,9 @@
 """Building a faiss index over prepared training vectors, and tuning ``auto`` to its target.
 
 ``build`` trains and fills the index that ``IndexParams`` describe. For ``auto`` (params with
-a ``target_recall``) ``tune`` then picks the cheapest nprobe and K' whose recall@k on held-out
-training queries reaches the target, or falls back to exact search; the choice, its reason and
-the measured recall travel in ``IndexParams`` into ``index.json``.
+a ``target_recall``) ``build_tuned`` then picks the cheapest nprobe and K' whose recall@k on
+held-out training queries reaches the target, or falls back to exact search; the choice, its
+reason and the measured recall travel in ``IndexParams`` into ``index.json``.
 """
 
 from __future__ import annotations
@@ -109,18 +109,17 @@ def build_tuned(
         return index, params
     if params.kind == "exact":
         return index, replace(params, heldout_recall=1.0, heldout_queries=0)
-    return tune(index, x, params, k, sample=sample, seed=seed, fixed=fixed)
+    return _tune(index, x, params, k, sample, seed, fixed)
 
 
-def tune(
+def _tune(
     index: Any,
     x: np.ndarray,
     params: IndexParams,
     k: int,
-    *,
-    sample: int = 1000,
-    seed: int = 0,
-    fixed: Collection[str] = (),
+    sample: int,
+    seed: int,
+    fixed: Collection[str],
 ) -> tuple[Any, IndexParams]:
     """The cheapest (nprobe, K') whose recall@k on held-out queries reaches the target.
 

@@ -169,7 +169,8 @@ class Attributor:
         gid = generated_id or f"sha256:{sha[:16]}"
         dist, rows = self._matches(vec, item, gid)
         full = self.rows[rows[0]]
-        lookup = self._lookup(gid, dist, full, quality, descriptor)
+        share = self._share(vec, dist, rows)
+        lookup = self._lookup(gid, dist, full, quality, descriptor, share)
         matches = self._match_list(lookup, full)
         out: dict[str, Any] = {
             "generated_id": gid,
@@ -177,6 +178,8 @@ class Attributor:
             "run_id": self.run_id,
             "k": len(matches),
             "quality": float(quality),
+            "share": float(lookup.share[0]) if lookup.share is not None else 1.0,
+            "unattributed": float(lookup.unattributed[0]),
             "near_copy": any(m["near_copy"] for m in matches),
             "near_copy_threshold": self.threshold,
             "matches": matches,
@@ -194,11 +197,12 @@ class Attributor:
         full: np.ndarray,
         quality: float,
         descriptor: np.ndarray | None,
+        share: np.ndarray | None,
     ) -> ValuationResult:
         """One sample's matches as a result over only the k training items it matched, so that
         a lookup never copies a column as long as the training set."""
         k = len(full)
-        credit = self.credit_rule.credits(dist, np.array([quality]))
+        credit = self.credit_rule.credits(dist, np.array([quality]), share)
         copy_dist = dist
         if self.copy_space is not None and descriptor is not None:
             copy_dist = nearcopy.matched_distances(descriptor, self.copy_space[1], full[None])
@@ -212,7 +216,14 @@ class Attributor:
             credits=credit,
             quality=np.array([float(quality)]),
             near_copy=nearcopy.flag(copy_dist, self.threshold),
+            share=share,
         )
+
+    def _share(self, vec: np.ndarray, dist: np.ndarray, rows: np.ndarray) -> np.ndarray | None:
+        """a_j as the run measured it: from the sample's matches in the run's own space."""
+        if self.rerank != "exact":
+            dist, rows = self.valuator.kneighbors(vec)
+        return self.valuator.attributable_share(dist, rows)
 
     def _match_list(self, lookup: ValuationResult, full: np.ndarray) -> list[dict[str, Any]]:
         """The lookup's matches as the service answers them, best first."""
@@ -242,7 +253,7 @@ class Attributor:
         if self.rerank == "exact":
             return self.valuator.kneighbors(vec)
         from gmvaluator.core.rerank import rerank_matches
-        from gmvaluator.run.pipeline import Embedded
+        from gmvaluator.engines import Embedded
         from gmvaluator.sources import Dataset
 
         if self.rerank != "none" and item is None:

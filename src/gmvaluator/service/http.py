@@ -50,6 +50,8 @@ class Attribution(BaseModel):
     run_id: str
     k: int
     quality: float
+    share: float = Field(description="Attributable share a_j: the part of q_j handed out.")
+    unattributed: float = Field(description="Credit not handed out: q_j (1 - a_j).")
     near_copy: bool
     near_copy_threshold: float | None
     matches: list[Match]

@@ -6,7 +6,7 @@ the offending item exactly as the user wrote it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -16,6 +16,8 @@ from gmvaluator.skips import skipping
 # Rows checked at a time for finite values: bounds the temporary bool array on memory-mapped
 # inputs of millions of rows.
 _FINITE_BLOCK = 1 << 16
+#: The optional columns (Parquet) or keys (JSON Lines) that give each item's id, label, contributor.
+ITEM_COLUMNS = ("id", "label", "contributor")
 
 
 def default_ids(prefix: str, n: int, *, start: int = 0) -> np.ndarray:
@@ -49,6 +51,27 @@ def as_contributors(values: Sequence[object] | np.ndarray, n: int, where: str) -
     return _one_column(values, n, where).astype(str)
 
 
+def item_columns(
+    given: Mapping[str, Sequence[object] | np.ndarray | None],
+    n: int,
+    where: str,
+    default_ids: Callable[[], np.ndarray],
+    names: tuple[str, ...] = ITEM_COLUMNS,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """A source's ids, labels and contributors, checked: ``given`` maps ``names`` (in that
+    order) to the values the source holds, or None; each is named ``f"{where} {name!r}"`` in
+    errors. ``default_ids()`` are the ids when it gives none."""
+    ids, labels, contributors = (given.get(name) for name in names)
+    id_name, label_name, contributor_name = names
+    return (
+        default_ids() if ids is None else as_ids(ids, n, f"{where} {id_name!r}"),
+        None if labels is None else as_labels(labels, n, f"{where} {label_name!r}"),
+        None
+        if contributors is None
+        else as_contributors(contributors, n, f"{where} {contributor_name!r}"),
+    )
+
+
 def _one_column(values: Sequence[object] | np.ndarray, n: int, where: str) -> np.ndarray:
     arr = np.asarray(values)
     if arr.ndim != 1 or len(arr) != n:
@@ -76,14 +99,12 @@ def as_embeddings(array: np.ndarray, where: str) -> np.ndarray:
         out = array if array.dtype == np.float32 else array.astype(np.float32)
     if skipping():
         return out  # bad rows are found, reported and dropped one by one when embedded
-    for start in range(0, out.shape[0], _FINITE_BLOCK):
-        ok = np.isfinite(out[start : start + _FINITE_BLOCK]).all(axis=1)
-        if not ok.all():
-            row = start + int(np.argmin(ok))
-            raise InputError(
-                f"{where} has a non-finite value (NaN, inf, or beyond float32) in row {row}. "
-                "Drop or recompute that embedding."
-            )
+    row = _first_bad_row(out, lambda block: np.isfinite(block).all(axis=1))
+    if row is not None:
+        raise InputError(
+            f"{where} has a non-finite value (NaN, inf, or beyond float32) in row {row}. "
+            "Drop or recompute that embedding."
+        )
     return out
 
 
@@ -103,14 +124,24 @@ def as_image_array(array: np.ndarray, where: str) -> np.ndarray:
             f"{where} has dtype {array.dtype}; images must be uint8 (0-255) or float in "
             "[0, 1]. Convert them, e.g. a.astype(np.uint8)."
         )
-    for start in range(0, array.shape[0], _FINITE_BLOCK):
-        block = array[start : start + _FINITE_BLOCK]
-        block = block.reshape(len(block), -1)
-        ok = np.isfinite(block).all(axis=1) & (block >= 0).all(axis=1) & (block <= 1).all(axis=1)
-        if not ok.all():
-            row = start + int(np.argmin(ok))
-            raise InputError(
-                f"{where} has a float image at row {row} with values outside [0, 1] (or NaN). "
-                "Scale float images to [0, 1] or save them as uint8."
-            )
+    row = _first_bad_row(array, _in_unit_range)
+    if row is not None:
+        raise InputError(
+            f"{where} has a float image at row {row} with values outside [0, 1] (or NaN). "
+            "Scale float images to [0, 1] or save them as uint8."
+        )
     return array
+
+
+def _in_unit_range(block: np.ndarray) -> np.ndarray:
+    flat = block.reshape(len(block), -1)
+    return np.isfinite(flat).all(axis=1) & (flat >= 0).all(axis=1) & (flat <= 1).all(axis=1)
+
+
+def _first_bad_row(array: np.ndarray, ok_rows: Callable[[np.ndarray], np.ndarray]) -> int | None:
+    """The first row that ``ok_rows`` (bool per row of a block) rejects, or None."""
+    for start in range(0, array.shape[0], _FINITE_BLOCK):
+        ok = ok_rows(array[start : start + _FINITE_BLOCK])
+        if not ok.all():
+            return start + int(np.argmin(ok))
+    return None

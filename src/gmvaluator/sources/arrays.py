@@ -12,14 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from gmvaluator.errors import InputError
-from gmvaluator.sources._columns import (
-    as_contributors,
-    as_embeddings,
-    as_ids,
-    as_image_array,
-    as_labels,
-    default_ids,
-)
+from gmvaluator.sources._columns import as_embeddings, as_image_array, default_ids, item_columns
 from gmvaluator.sources.base import Dataset, ImageItems
 
 # Keys that may hold the data in an .npz, and the kind each one promises (None: from the shape).
@@ -113,14 +106,16 @@ def dataset_from_array(
     else:
         items = ImageItems(array=as_image_array(array, where))
     n = array.shape[0]
+    given = {"ids": ids, "labels": labels, "contributors": contributors}
+    ids, labels, contributors = item_columns(
+        given, n, columns_where, lambda: default_ids("row-", n), NPZ_COLUMN_KEYS
+    )
     return Dataset(
         name=name,
         kind=kind,  # type: ignore[arg-type]
-        ids=default_ids("row-", n) if ids is None else as_ids(ids, n, f"{columns_where} 'ids'"),
+        ids=ids,
         items=items,
-        labels=None if labels is None else as_labels(labels, n, f"{columns_where} 'labels'"),
-        contributors=None
-        if contributors is None
-        else as_contributors(contributors, n, f"{columns_where} 'contributors'"),
+        labels=labels,
+        contributors=contributors,
         extra=extra or {},
     )

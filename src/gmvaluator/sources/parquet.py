@@ -17,12 +17,7 @@ import pyarrow.parquet as pq
 
 from gmvaluator.errors import InputError
 from gmvaluator.skips import on_bad_item
-from gmvaluator.sources._columns import (
-    as_contributors,
-    as_embeddings,
-    as_ids,
-    as_labels,
-)
+from gmvaluator.sources._columns import ITEM_COLUMNS, as_embeddings, item_columns
 from gmvaluator.sources.base import Dataset, ImageItems, Kind
 
 COLUMN_NAMES: dict[Kind, tuple[str, ...]] = {
@@ -30,7 +25,7 @@ COLUMN_NAMES: dict[Kind, tuple[str, ...]] = {
     "embedding": ("embedding", "embeddings", "emb", "vector"),
     "text": ("text", "caption", "prompt", "sentence"),
 }
-OPTIONAL_COLUMNS = ("id", "label", "contributor")
+OPTIONAL_COLUMNS = ITEM_COLUMNS
 EXPECTED = {
     "image": "binary image bytes, or a struct with a 'bytes' field",
     "embedding": "a list or fixed-size list of floats",
@@ -140,20 +135,19 @@ def read_parquet(path: str | Path, *, text_column: str | None = None) -> Dataset
         items: object = ImageItems(blobs=ParquetBlobs(path, data_col, rows), names=None)
     else:
         items = {"embedding": _embeddings, "text": _texts}[kind](table.column(data_col), cw)
-    opt = {c: _optional(table, c, path) for c in OPTIONAL_COLUMNS}
+    ids, labels, contributors = item_columns(
+        {c: _optional(table, c, path) for c in OPTIONAL_COLUMNS},
+        n,
+        f"{path} column",
+        lambda: np.array([f"row-{i}" for i in rows], dtype=str),
+    )
     return Dataset(
         name=where,
         kind=kind,
-        ids=np.array([f"row-{i}" for i in rows], dtype=str)
-        if opt["id"] is None
-        else as_ids(opt["id"], n, f"{path} column 'id'"),
+        ids=ids,
         items=items,
-        labels=None
-        if opt["label"] is None
-        else as_labels(opt["label"], n, f"{path} column 'label'"),
-        contributors=None
-        if opt["contributor"] is None
-        else as_contributors(opt["contributor"], n, f"{path} column 'contributor'"),
+        labels=labels,
+        contributors=contributors,
         extra={c: _to_numpy(table.column(c)) for c in extras},
     )
 

@@ -10,10 +10,10 @@ import numpy as np
 
 from gmvaluator.errors import InputError
 from gmvaluator.skips import on_bad_item
-from gmvaluator.sources._columns import as_contributors, as_ids, as_labels
+from gmvaluator.sources._columns import ITEM_COLUMNS, item_columns
 from gmvaluator.sources.base import Dataset
 
-JSONL_OPTIONAL_KEYS = ("id", "label", "contributor")
+JSONL_OPTIONAL_KEYS = ITEM_COLUMNS
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -69,22 +69,19 @@ def read_jsonl(path: str | Path, *, text_column: str | None = None) -> Dataset:
             f"{path} holds no records: every line is blank. Put one JSON object per line."
         )
     texts = [obj[key] for _, obj in rows]
-    columns = {col: _optional_key(path, rows, col) for col in JSONL_OPTIONAL_KEYS}
-    n = len(rows)
-    ids = columns["id"]
+    ids, labels, contributors = item_columns(
+        {col: _optional_key(path, rows, col) for col in JSONL_OPTIONAL_KEYS},
+        len(rows),
+        f"{path} key",
+        lambda: np.array([f"line-{ln}" for ln, _ in rows], dtype=str),
+    )
     return Dataset(
         name=str(path),
         kind="text",
-        ids=np.array([f"line-{ln}" for ln, _ in rows], dtype=str)
-        if ids is None
-        else as_ids(ids, n, f"{path} key 'id'"),
+        ids=ids,
         items=texts,
-        labels=None
-        if columns["label"] is None
-        else as_labels(columns["label"], n, f"{path} key 'label'"),
-        contributors=None
-        if columns["contributor"] is None
-        else as_contributors(columns["contributor"], n, f"{path} key 'contributor'"),
+        labels=labels,
+        contributors=contributors,
     )
 
 

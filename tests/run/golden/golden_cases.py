@@ -51,30 +51,32 @@ def cases(i: dict[str, Path], out: Path) -> dict[str, list[list[object]]]:
     return {
         "images_exact": [
             ["value", "--train", i["owned"], "--generated", gen, "--out", out / "images_exact",
-             "--index", "exact", "--k", "5", *PIXELS],
+             "--index", "exact", "--k", "5", "--credit", "paper", *PIXELS],
         ],
         "images_ivfpq_quality": [
             ["value", "--train", i["owned"], "--generated", gen, "--out",
              out / "images_ivfpq_quality", "--index", "ivfpq", "--k", "5", "--quality",
-             "sharpness", "--quality-norm", "minmax", "--temperature", "0.5", *PIXELS],
+             "sharpness", "--quality-norm", "minmax", "--temperature", "0.5", "--credit",
+             "paper", *PIXELS],
         ],
         "images_rerank": [
             ["value", "--train", i["owned"], "--generated", "builtin:digits[1500:1520]", "--out",
              out / "images_rerank", "--index", "exact", "--k", "3", "--rerank", "none",
-             "--metric", "sqeuclidean", *PIXELS],
+             "--metric", "sqeuclidean", "--credit", "paper", *PIXELS],
         ],
         "text": [
             ["value", "--train", i["train_txt"], "--generated", i["gen_txt"], "--out",
-             out / "text", "--embedder", "minilm", "--k", "3", "--cache", "none", "--quiet"],
+             out / "text", "--embedder", "minilm", "--k", "3", "--credit", "paper", "--cache",
+             "none", "--quiet"],
         ],
         "precomputed_ivfpq": [
             ["value", "--train", i["train_emb"], "--generated", i["gen_emb"], "--out",
-             out / "precomputed_ivfpq", "--index", "ivfpq", "--k", "10", "--cache", "none",
-             "--quiet"],
+             out / "precomputed_ivfpq", "--index", "ivfpq", "--k", "10", "--credit", "paper",
+             "--cache", "none", "--quiet"],
         ],
         "append": [
             ["value", "--train", i["owned"], "--generated", "builtin:digits[1500:1530]", "--out",
-             out / "append", "--index", "exact", "--k", "5", *PIXELS],
+             out / "append", "--index", "exact", "--k", "5", "--credit", "paper", *PIXELS],
             ["value", "--append", out / "append", "--generated", "builtin:digits[1530:1560]",
              "--quiet"],
         ],

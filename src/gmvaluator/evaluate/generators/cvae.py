@@ -7,12 +7,10 @@ deterministic within one machine and thread count, and never touch torch's globa
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,12 +20,23 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from gmvaluator.errors import InputError, check_param
-from gmvaluator.files import atomic_path, hash_file, read_json, write_json
+from gmvaluator.errors import check_param
+from gmvaluator.evaluate.generators._checks import check_data, check_sample, is_int
+from gmvaluator.evaluate.generators._torchio import (
+    adam_step,
+    build_seeded,
+    load_module,
+    one_hot,
+    save_module,
+    seeded,
+    shuffled_batches,
+    to_unit,
+    torch_threads,
+)
 
 FORMAT = "gmvaluator.cvae/1"
-WEIGHTS_FILE = "cvae.pt"
-SETTINGS_FILE = "cvae.json"
+#: Saved as ``cvae.pt`` (weights) next to ``cvae.json`` (settings, history, hash).
+STEM = "cvae"
 
 # Sample-passes (items x epochs) that train_cvae's default budget allows; see default_epochs.
 _PASS_BUDGET = 600_000
@@ -112,15 +121,13 @@ class CVAE:
 
         The same labels and seed give identical images, whatever the batch size used inside.
         """
-        y = _check_labels(labels, self.settings.n_classes, "CVAE.sample")
-        check_param("CVAE.sample", "seed", seed, _is_int(seed), "an int")
-        gen = torch.Generator().manual_seed(int(seed))
-        z = torch.randn((len(y), self.settings.latent_dim), generator=gen)
+        y = check_sample(labels, seed, self.settings.n_classes, "CVAE.sample")
+        z = torch.randn((len(y), self.settings.latent_dim), generator=seeded(seed))
         out = np.empty((len(y), *self.image_shape), dtype=np.uint8)
         with torch.inference_mode():
             for lo in range(0, len(y), _EVAL_BATCH):
                 sl = slice(lo, lo + _EVAL_BATCH)
-                p = torch.sigmoid(self.net.decode(z[sl], self._one_hot(y[sl])))
+                p = torch.sigmoid(self.net.decode(z[sl], one_hot(y[sl], self.settings.n_classes)))
                 px = (p * 255).round().to(torch.uint8).numpy()
                 out[sl] = px.reshape(-1, *self.image_shape)
         return out
@@ -133,68 +140,36 @@ class CVAE:
         Averaged over ``n_draws`` seeded draws of the latent, so repeated calls agree exactly.
         """
         owner = "CVAE.loss"
-        check_param(owner, "n_draws", n_draws, _is_int(n_draws) and n_draws >= 1, "an int >= 1")
-        x, y = _check_data(images, labels, self.settings.n_classes, owner)
-        if x.shape[1:] != self.image_shape:
-            raise InputError(
-                f"{owner}: images are {x.shape[1]}x{x.shape[2]} but the model was trained on "
-                f"{self.settings.height}x{self.settings.width} images."
-            )
-        gen = torch.Generator().manual_seed(int(seed))
+        check_param(owner, "n_draws", n_draws, is_int(n_draws) and n_draws >= 1, "an int >= 1")
+        x, y = check_data(images, labels, self.settings.n_classes, owner, self.image_shape)
+        gen = seeded(seed)
         total = np.zeros(len(x), dtype=np.float64)
         with torch.inference_mode():
             for _ in range(n_draws):
                 for lo in range(0, len(x), _EVAL_BATCH):
                     sl = slice(lo, lo + _EVAL_BATCH)
-                    xb = _to_unit(x[sl])
-                    total[sl] += self.net.neg_elbo(xb, self._one_hot(y[sl]), gen).numpy()
+                    yb = one_hot(y[sl], self.settings.n_classes)
+                    total[sl] += self.net.neg_elbo(to_unit(x[sl]), yb, gen).numpy()
         return total / n_draws
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         """Write ``cvae.pt`` (a plain state dict) and ``cvae.json`` (settings, history, hash)."""
-        folder = Path(path)
-        targets = [folder / WEIGHTS_FILE, folder / SETTINGS_FILE]
-        existing = [str(p) for p in targets if p.exists()]
-        if existing and not overwrite:
-            raise InputError(
-                f"{existing[0]} already exists; choose another folder or pass overwrite=True."
-            )
-        state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
-        with atomic_path(targets[0]) as tmp:
-            torch.save(state, tmp)
         meta = {
             "format": FORMAT,
             "settings": asdict(self.settings),
             "history": list(self.history),
             "train_seconds": self.train_seconds,
             "train_params": self.train_params,
-            "weights_sha256": hash_file(targets[0]),
         }
-        write_json(targets[1], meta)
-        return folder
+        return save_module(path, STEM, self.net, meta, overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> CVAE:
         """Read a folder written by ``save``; the weights must match the hash in the JSON."""
-        folder = Path(path)
-        weights, meta_path = folder / WEIGHTS_FILE, folder / SETTINGS_FILE
-        for p in (weights, meta_path):
-            if not p.is_file():
-                raise InputError(f"{p} not found; give a folder written by CVAE.save.")
-        meta = read_json(meta_path)
-        if meta.get("format") != FORMAT:
-            raise InputError(
-                f"{meta_path} has format {meta.get('format')!r}, expected {FORMAT!r}; "
-                "retrain and save the model with this version of gmvaluator."
-            )
-        if hash_file(weights) != meta["weights_sha256"]:
-            raise InputError(
-                f"{weights} does not match the hash in {meta_path}; the folder was modified "
-                "after saving. Save the model again."
-            )
+        meta, state = load_module(path, STEM, FORMAT, "CVAE")
         settings = CVAESettings(**meta["settings"])
         net = _Net(settings)
-        net.load_state_dict(torch.load(weights, weights_only=True, map_location="cpu"))
+        net.load_state_dict(state)
         return cls(
             settings,
             net,
@@ -202,9 +177,6 @@ class CVAE:
             train_seconds=float(meta["train_seconds"]),
             train_params=meta["train_params"],
         )
-
-    def _one_hot(self, y: np.ndarray) -> torch.Tensor:
-        return F.one_hot(torch.from_numpy(y), self.settings.n_classes).float()
 
 
 def default_epochs(n_items: int) -> int:
@@ -218,7 +190,7 @@ def default_epochs(n_items: int) -> int:
         "default_epochs",
         "n_items",
         n_items,
-        _is_int(n_items) and n_items >= 1,
+        is_int(n_items) and n_items >= 1,
         "an int >= 1",
     )
     return max(1, min(_MAX_EPOCHS, math.ceil(_PASS_BUDGET / n_items)))
@@ -257,20 +229,17 @@ def train_cvae(
         ("hidden", hidden, 1),
         ("batch_size", batch_size, 1),
     ]:
-        check_param(owner, name, value, _is_int(value) and value >= low, f"an int >= {low}")
+        check_param(owner, name, value, is_int(value) and value >= low, f"an int >= {low}")
     check_param(owner, "lr", lr, isinstance(lr, float) and lr > 0, "a float > 0")
     check_param(owner, "beta", beta, isinstance(beta, (int, float)) and beta > 0, "a float > 0")
-    check_param(owner, "seed", seed, _is_int(seed), "an int")
-    ok_threads = num_threads is None or (_is_int(num_threads) and num_threads >= 1)
+    check_param(owner, "seed", seed, is_int(seed), "an int")
+    ok_threads = num_threads is None or (is_int(num_threads) and num_threads >= 1)
     check_param(owner, "num_threads", num_threads, ok_threads, "None or an int >= 1")
-    x_np, y_np = _check_data(images, labels, n_classes, owner)
+    x_np, y_np = check_data(images, labels, n_classes, owner)
     settings = CVAESettings(x_np.shape[1], x_np.shape[2], n_classes, latent_dim, hidden)
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = _Net(settings)
+    net = build_seeded(seed, lambda: _Net(settings))
     start = time.perf_counter()
-    with _torch_threads(num_threads):
+    with torch_threads(num_threads):
         history = _fit(net, x_np, y_np, n_classes, epochs, batch_size, lr, beta, seed, progress)
     params = {
         "epochs": epochs,
@@ -302,22 +271,18 @@ def _fit(
     progress: bool,
 ) -> tuple[float, ...]:
     """Adam over seeded shuffles; returns the mean loss of each epoch."""
-    gen = torch.Generator().manual_seed(seed)
-    x = _to_unit(x_np)
-    y = F.one_hot(torch.from_numpy(y_np), n_classes).float()
+    gen = seeded(seed)
+    x = to_unit(x_np)
+    y = one_hot(y_np, n_classes)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     history = []
     net.train()
     bar = _progress(epochs, progress)
     for _ in range(epochs):
-        order = torch.randperm(len(x), generator=gen)
         total = 0.0
-        for lo in range(0, len(x), batch_size):
-            idx = order[lo : lo + batch_size]
+        for idx in shuffled_batches(len(x), batch_size, gen):
             loss = net.neg_elbo(x[idx], y[idx], gen, beta).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            adam_step(opt, loss)
             total += loss.item() * len(idx)
         history.append(total / len(x))
         bar.set_postfix(loss=f"{history[-1]:.2f}")
@@ -325,19 +290,6 @@ def _fit(
     bar.close()
     net.eval()
     return tuple(history)
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _progress(epochs: int, enabled: bool) -> Any:
@@ -350,42 +302,3 @@ def _progress(epochs: int, enabled: bool) -> Any:
         file=sys.stderr,
         disable=not enabled,
     )
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
-def _to_unit(x: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(x.reshape(len(x), -1).astype(np.float32) / 255.0)
-
-
-def _check_labels(labels: np.ndarray, n_classes: int, owner: str) -> np.ndarray:
-    y = np.asarray(labels)
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise InputError(
-            f"{owner}: labels must be a 1-D int array; got dtype {y.dtype} and shape {y.shape}."
-        )
-    if len(y) and (y.min() < 0 or y.max() >= n_classes):
-        raise InputError(
-            f"{owner}: labels must lie in [0, {n_classes}); got values from {y.min()} to "
-            f"{y.max()}. Map the classes to 0..{n_classes - 1}."
-        )
-    return y.astype(np.int64)
-
-
-def _check_data(
-    images: np.ndarray, labels: np.ndarray, n_classes: int, owner: str
-) -> tuple[np.ndarray, np.ndarray]:
-    x = np.asarray(images)
-    if x.dtype != np.uint8 or x.ndim != 3:
-        raise InputError(
-            f"{owner}: images must be a uint8 (N, H, W) grayscale array; got dtype {x.dtype} "
-            f"and shape {x.shape}. Scale pixels to 0..255 and drop any channel axis."
-        )
-    y = _check_labels(labels, n_classes, owner)
-    if len(y) != len(x):
-        raise InputError(f"{owner}: got {len(x)} images but {len(y)} labels; give one label each.")
-    if len(x) == 0:
-        raise InputError(f"{owner}: images is empty; give at least one image.")
-    return x, y

@@ -10,25 +10,17 @@ from __future__ import annotations
 
 import math
 import os
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from gmvaluator.errors import InputError, check_param
-from gmvaluator.evaluate.generators._torchio import load_module, save_module
-from gmvaluator.evaluate.generators.cvae import (
-    _check_data,
-    _check_labels,
-    _is_int,
-    _to_unit,
-    _torch_threads,
-)
+import gmvaluator.evaluate.generators._torchio as tio
+from gmvaluator.errors import check_param
+from gmvaluator.evaluate.generators._checks import check_data, check_sample, is_int
 
 FORMAT = "gmvaluator.diffusion/1"
 _T_EMB = 32
@@ -82,16 +74,12 @@ class CDiffusion:
         self.train_params = train_params
         self.betas, self.alpha_bar = _schedule(settings.steps)
 
-    def _one_hot(self, y: np.ndarray) -> torch.Tensor:
-        return F.one_hot(torch.from_numpy(y), self.settings.n_classes).float()
-
     def sample(self, labels: np.ndarray, seed: int = 0) -> np.ndarray:
         """Ancestral sampling, one uint8 (H, W) image per label; seeded."""
         s = self.settings
-        y = _check_labels(labels, s.n_classes, "CDiffusion.sample")
-        check_param("CDiffusion.sample", "seed", seed, _is_int(seed), "an int")
-        gen = torch.Generator().manual_seed(int(seed))
-        oh = self._one_hot(y)
+        y = check_sample(labels, seed, s.n_classes, "CDiffusion.sample")
+        gen = tio.seeded(seed)
+        oh = tio.one_hot(y, s.n_classes)
         x = torch.randn((len(y), s.height * s.width), generator=gen)
         with torch.inference_mode():
             for t in range(s.steps - 1, -1, -1):
@@ -108,15 +96,11 @@ class CDiffusion:
         self, images: np.ndarray, labels: np.ndarray, *, n_draws: int = 8, seed: int = 0
     ) -> np.ndarray:
         """Per-image denoising loss (summed squared noise error), averaged over seeded draws."""
-        x_np, y = _check_data(images, labels, self.settings.n_classes, "CDiffusion.loss")
-        if x_np.shape[1:] != (self.settings.height, self.settings.width):
-            raise InputError(
-                f"CDiffusion.loss: images are {x_np.shape[1]}x{x_np.shape[2]} but the model was "
-                f"trained on {self.settings.height}x{self.settings.width} images."
-            )
-        gen = torch.Generator().manual_seed(int(seed))
-        x0 = _to_unit(x_np) * 2 - 1
-        oh = self._one_hot(y)
+        s = self.settings
+        x_np, y = check_data(images, labels, s.n_classes, "CDiffusion.loss", (s.height, s.width))
+        gen = tio.seeded(seed)
+        x0 = tio.to_unit(x_np) * 2 - 1
+        oh = tio.one_hot(y, s.n_classes)
         total = torch.zeros(len(x0), dtype=torch.float64)
         with torch.inference_mode():
             for _ in range(n_draws):
@@ -126,20 +110,14 @@ class CDiffusion:
         return (total / n_draws).numpy()
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
-        meta = {
-            "format": FORMAT,
-            "settings": asdict(self.settings),
-            "train_params": self.train_params,
-        }
-        return save_module(path, "diffusion", self.net, meta, overwrite)
+        return tio.save_generator(path, "diffusion", FORMAT, self, self.net, overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> CDiffusion:
-        meta, state = load_module(path, "diffusion", FORMAT)
-        settings = DiffusionSettings(**meta["settings"])
-        net = _Denoiser(settings)
-        net.load_state_dict(state)
-        return cls(settings, net, meta["train_params"])
+        model: CDiffusion = tio.load_generator(
+            path, "diffusion", FORMAT, cls, DiffusionSettings, _Denoiser
+        )
+        return model
 
 
 def _denoise_error(
@@ -170,30 +148,21 @@ def train_diffusion(
 ) -> CDiffusion:
     """Train a conditional DDPM on uint8 (N, H, W) images with int labels; seeded."""
     for name, value in (("epochs", epochs), ("steps", steps), ("batch_size", batch_size)):
-        check_param("train_diffusion", name, value, _is_int(value) and value >= 1, "an int >= 1")
-    x_np, y_np = _check_data(images, labels, n_classes, "train_diffusion")
+        check_param("train_diffusion", name, value, is_int(value) and value >= 1, "an int >= 1")
+    x_np, y_np = check_data(images, labels, n_classes, "train_diffusion")
     settings = DiffusionSettings(x_np.shape[1], x_np.shape[2], n_classes, steps)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = _Denoiser(settings)
+    net = tio.build_seeded(seed, lambda: _Denoiser(settings))
     _, alpha_bar = _schedule(steps)
-    gen = torch.Generator().manual_seed(seed)
-    x0 = _to_unit(x_np) * 2 - 1
-    y = F.one_hot(torch.from_numpy(y_np), n_classes).float()
+    gen = tio.seeded(seed)
+    x0 = tio.to_unit(x_np) * 2 - 1
+    y = tio.one_hot(y_np, n_classes)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    t0 = time.perf_counter()
-    net.train()
-    with _torch_threads(num_threads):
-        for _ in range(epochs):
-            order = torch.randperm(len(x0), generator=gen)
-            for lo in range(0, len(x0), batch_size):
-                idx = order[lo : lo + batch_size]
-                t = torch.randint(0, steps, (len(idx),), generator=gen)
-                loss = _denoise_error(net, x0[idx], t, y[idx], alpha_bar, gen).mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-    net.eval()
+
+    def step(idx: torch.Tensor) -> None:
+        t = torch.randint(0, steps, (len(idx),), generator=gen)
+        tio.adam_step(opt, _denoise_error(net, x0[idx], t, y[idx], alpha_bar, gen).mean())
+
+    seconds = tio.train_epochs(net, len(x0), epochs, batch_size, gen, num_threads, step)
     params = {"epochs": epochs, "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
-              "n_items": len(x_np), "train_seconds": time.perf_counter() - t0}  # fmt: skip
+              "n_items": len(x_np), "train_seconds": seconds}  # fmt: skip
     return CDiffusion(settings, net, params)

@@ -7,8 +7,7 @@ likelihood, so it has no ``loss``: deletion and LDS use the CVAE, GMM or diffusi
 from __future__ import annotations
 
 import os
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +16,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+import gmvaluator.evaluate.generators._torchio as tio
 from gmvaluator.errors import check_param
-from gmvaluator.evaluate.generators._torchio import load_module, save_module
-from gmvaluator.evaluate.generators.cvae import (
-    _check_data,
-    _check_labels,
-    _is_int,
-    _to_unit,
-    _torch_threads,
-)
+from gmvaluator.evaluate.generators._checks import check_data, check_sample, is_int
 
 FORMAT = "gmvaluator.gan/1"
 
@@ -70,31 +63,20 @@ class CGAN:
     def sample(self, labels: np.ndarray, seed: int = 0) -> np.ndarray:
         """One uint8 (H, W) image per label; the same labels and seed give the same images."""
         s = self.settings
-        y = _check_labels(labels, s.n_classes, "CGAN.sample")
-        check_param("CGAN.sample", "seed", seed, _is_int(seed), "an int")
-        gen = torch.Generator().manual_seed(int(seed))
-        z = torch.randn((len(y), s.latent_dim), generator=gen)
+        y = check_sample(labels, seed, s.n_classes, "CGAN.sample")
+        z = torch.randn((len(y), s.latent_dim), generator=tio.seeded(seed))
         with torch.inference_mode():
-            oh = F.one_hot(torch.from_numpy(y), s.n_classes).float()
-            p = torch.sigmoid(self.nets.gen(torch.cat([z, oh], 1)))
+            p = torch.sigmoid(self.nets.gen(torch.cat([z, tio.one_hot(y, s.n_classes)], 1)))
         px = (p * 255).round().to(torch.uint8).numpy()
         return px.reshape(len(y), s.height, s.width)
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
-        meta = {
-            "format": FORMAT,
-            "settings": asdict(self.settings),
-            "train_params": self.train_params,
-        }
-        return save_module(path, "gan", self.nets, meta, overwrite)
+        return tio.save_generator(path, "gan", FORMAT, self, self.nets, overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> CGAN:
-        meta, state = load_module(path, "gan", FORMAT)
-        settings = GANSettings(**meta["settings"])
-        nets = _Nets(settings)
-        nets.load_state_dict(state)
-        return cls(settings, nets, meta["train_params"])
+        model: CGAN = tio.load_generator(path, "gan", FORMAT, cls, GANSettings, _Nets)
+        return model
 
 
 def train_gan(
@@ -115,28 +97,22 @@ def train_gan(
     whose nearest real digit has their label 96 % of the time.
     """
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("n_classes", n_classes)):
-        check_param("train_gan", name, value, _is_int(value) and value >= 1, "an int >= 1")
-    x_np, y_np = _check_data(images, labels, n_classes, "train_gan")
+        check_param("train_gan", name, value, is_int(value) and value >= 1, "an int >= 1")
+    x_np, y_np = check_data(images, labels, n_classes, "train_gan")
     settings = GANSettings(x_np.shape[1], x_np.shape[2], n_classes)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        nets = _Nets(settings)
-    gen = torch.Generator().manual_seed(seed)
-    x = _to_unit(x_np) * 2 - 1
-    y = F.one_hot(torch.from_numpy(y_np), n_classes).float()
+    nets = tio.build_seeded(seed, lambda: _Nets(settings))
+    gen = tio.seeded(seed)
+    x = tio.to_unit(x_np) * 2 - 1
+    y = tio.one_hot(y_np, n_classes)
     opt_g = torch.optim.Adam(nets.gen.parameters(), lr=lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(nets.disc.parameters(), lr=lr, betas=(0.5, 0.999))
-    t0 = time.perf_counter()
-    nets.train()
-    with _torch_threads(num_threads):
-        for _ in range(epochs):
-            order = torch.randperm(len(x), generator=gen)
-            for lo in range(0, len(x), batch_size):
-                idx = order[lo : lo + batch_size]
-                _gan_step(nets, x[idx], y[idx], settings.latent_dim, gen, opt_g, opt_d)
-    nets.eval()
+
+    def step(idx: torch.Tensor) -> None:
+        _gan_step(nets, x[idx], y[idx], settings.latent_dim, gen, opt_g, opt_d)
+
+    seconds = tio.train_epochs(nets, len(x), epochs, batch_size, gen, num_threads, step)
     params = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-              "n_items": len(x_np), "train_seconds": time.perf_counter() - t0}  # fmt: skip
+              "n_items": len(x_np), "train_seconds": seconds}  # fmt: skip
     return CGAN(settings, nets, params)
 
 
@@ -153,11 +129,5 @@ def _gan_step(
     fake = torch.sigmoid(nets.gen(torch.cat([z, yb], 1))) * 2 - 1
     real_logit = nets.disc(torch.cat([xb, yb], 1))
     fake_logit = nets.disc(torch.cat([fake.detach(), yb], 1))
-    d_loss = F.softplus(-real_logit).mean() + F.softplus(fake_logit).mean()
-    opt_d.zero_grad(set_to_none=True)
-    d_loss.backward()
-    opt_d.step()
-    g_loss = F.softplus(-nets.disc(torch.cat([fake, yb], 1))).mean()
-    opt_g.zero_grad(set_to_none=True)
-    g_loss.backward()
-    opt_g.step()
+    tio.adam_step(opt_d, F.softplus(-real_logit).mean() + F.softplus(fake_logit).mean())
+    tio.adam_step(opt_g, F.softplus(-nets.disc(torch.cat([fake, yb], 1))).mean())

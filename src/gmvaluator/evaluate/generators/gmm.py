@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from gmvaluator.errors import InputError, check_param
-from gmvaluator.evaluate.generators.cvae import _check_data, _check_labels, _is_int
+from gmvaluator.evaluate.generators._checks import check_data, check_sample, is_int
 from gmvaluator.files import atomic_path, hash_file, read_json, write_json
 
 FORMAT = "gmvaluator.gmm/1"
@@ -60,8 +60,7 @@ class ClassGMM:
 
     def sample(self, labels: np.ndarray, seed: int = 0) -> np.ndarray:
         """One uint8 image per label, drawn from that class's mixture; seeded."""
-        y = _check_labels(labels, self.settings.n_classes, "ClassGMM.sample")
-        check_param("ClassGMM.sample", "seed", seed, _is_int(seed), "an int")
+        y = check_sample(labels, seed, self.settings.n_classes, "ClassGMM.sample")
         rng = np.random.default_rng(seed)
         u = rng.random(len(y))
         comp = (u[:, None] > np.cumsum(self.weights[y], axis=1)).sum(axis=1)
@@ -75,12 +74,9 @@ class ClassGMM:
         """Per-image negative log-likelihood under its class's mixture, float64 (N,)."""
         from scipy.special import logsumexp
 
-        x, y = _check_data(images, labels, self.settings.n_classes, "ClassGMM.loss")
-        if x.shape[1:] != self.image_shape:
-            raise InputError(
-                f"ClassGMM.loss: images are {x.shape[1]}x{x.shape[2]} but the model was "
-                f"trained on {self.settings.height}x{self.settings.width} images."
-            )
+        x, y = check_data(
+            images, labels, self.settings.n_classes, "ClassGMM.loss", self.image_shape
+        )
         v = x.reshape(len(x), -1).astype(np.float64) / 255.0
         mu, var = self.means[y], self.variances[y]  # (N, K, D)
         log_p = -0.5 * (((v[:, None, :] - mu) ** 2) / var + np.log(2 * np.pi * var)).sum(2)
@@ -137,9 +133,9 @@ def train_gmm(
     """Fit one diagonal Gaussian mixture per class (k-means initialised, seeded)."""
     from sklearn.mixture import GaussianMixture
 
-    ok = _is_int(n_components) and n_components >= 1
+    ok = is_int(n_components) and n_components >= 1
     check_param("train_gmm", "n_components", n_components, ok, "an int >= 1")
-    x, y = _check_data(images, labels, n_classes, "train_gmm")
+    x, y = check_data(images, labels, n_classes, "train_gmm")
     v = x.reshape(len(x), -1).astype(np.float64) / 255.0
     d = v.shape[1]
     weights = np.full((n_classes, n_components), 1.0 / n_components)
