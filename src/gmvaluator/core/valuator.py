@@ -288,7 +288,7 @@ class Valuator(Estimator):
         for s in range(0, len(f.ids), block):
             x = np.asarray(f.embeddings[s : s + block], dtype=np.float32)
             d[s : s + len(x)], r[s : s + len(x)] = ix.exact_search(q, x, k, self.metric)
-        return dn.pad(d, r)
+        return dn.pad(d, r, dn.NEIGHBOURS)
 
     # -- queries: they never change the valuator ---------------------------------------------
     def kneighbors(self, generated_embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
