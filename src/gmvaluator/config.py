@@ -74,8 +74,9 @@ class ValueConfig:
     )
     temperature: float | str = _setting(
         "auto",
-        "Softmax temperature T: auto (calibrated: 0.3 x the median distance of training items "
-        "to their nearest neighbour; paper: 1) or a number",
+        "Softmax temperature T: auto (calibrated: 1.5 x each generated sample's distance to its "
+        "best match, at least the 1 % quantile of the training set's nearest-neighbour "
+        "distances; paper: 1) or a number",
         valuator="temperature",
     )
     m: int | None = _setting(None, "PQ sub-vectors", shown="by dimension", valuator="m")

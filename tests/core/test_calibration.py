@@ -26,14 +26,27 @@ def test_constants_come_from_the_training_sets_own_neighbour_distances(digits_pi
     neighbours, nn = _neighbours(x)
     c = cal.calibrate(neighbours, len(x), "sqeuclidean", sample=400)
     assert c.median_nn == pytest.approx(np.median(nn))
-    assert c.temperature == pytest.approx(cal.TEMPERATURE_FACTOR * np.median(nn))
+    floor = np.quantile(nn, cal.TEMPERATURE_FLOOR_QUANTILE)
+    assert c.temperature_floor == pytest.approx(max(floor, c.floor / 10))
+    # each sample's T follows its best match's distance, and no copy makes it vanish
+    t = c.temperatures(np.array([0.0, 10 * c.median_nn]))
+    assert t[0] == pytest.approx(cal.TEMPERATURE_FACTOR * c.temperature_floor) and t[0] > 0
+    assert t[1] == pytest.approx(cal.TEMPERATURE_FACTOR * 10 * c.median_nn)
     assert c.bandwidth == pytest.approx(cal.BANDWIDTH_FACTOR * np.median(nn))
     assert 1.0 <= c.ratio_median <= c.ratio_high
     assert cal.Calibration.from_dict(c.to_dict()) == c
 
 
 def test_share_is_one_within_the_training_ratios_and_decays_beyond():
-    c = cal.Calibration("cosine", 100, median_nn=0.2, floor=0.05, ratio_median=1.1, ratio_high=2.0)
+    c = cal.Calibration(
+        "cosine",
+        100,
+        median_nn=0.2,
+        floor=0.05,
+        ratio_median=1.1,
+        ratio_high=2.0,
+        temperature_floor=0.01,
+    )
     radius = np.full(4, 0.1)
     a = c.share(np.array([0.0, 0.2, 0.29, 0.7]), radius)
     assert a[0] == a[1] == 1.0

@@ -106,7 +106,7 @@ def test_credit_rule_is_the_rule_of_the_values(x, tmp_path):
     # the calibrated rule: T from the training set, credits scaled by the attributable share
     c = Valuator(k=4, index="exact").fit(x)
     rule = c.credit_rule_
-    assert rule.name == "calibrated" and rule.temperature == rule.calibration.temperature
+    assert rule.name == "calibrated" and rule.temperature is None
     rc = c.value(g)
     expected = rule.assign(*c.kneighbors(g), c.n_train_, share=rc.share)
     np.testing.assert_array_equal(rc.values, expected.values)

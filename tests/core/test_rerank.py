@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from gmvaluator.cli import app
 from gmvaluator.config import ValueConfig
+from gmvaluator.core.calibration import TEMPERATURE_FACTOR
 from gmvaluator.core.rerank import check_rerank
 from gmvaluator.errors import InputError, MissingDependencyError
 from gmvaluator.run.pipeline import run_value
@@ -87,7 +88,10 @@ def test_rerank_changes_the_distance_that_enters_the_formula(folders, tmp_path):
     assert exact.config["rerank"]["method"] == "exact"
     assert not np.allclose(exact.distances, sscd.distances)
     # the credits are the run's softmax of the re-rank distances, times the share
-    t = sscd.config["credit"]["temperature"]
+    assert sscd.config["credit"]["temperature"] == "auto"
+    t = TEMPERATURE_FACTOR * np.maximum(
+        sscd.distances[:, :1], sscd.config["credit"]["temperature_floor"]
+    )
     w = np.exp(-(sscd.distances - sscd.distances[:, :1]) / t)
     expected = w / w.sum(axis=1, keepdims=True) * sscd.share[:, None]
     np.testing.assert_allclose(sscd.credits, expected)

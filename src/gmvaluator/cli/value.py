@@ -4,7 +4,7 @@ finished run (``--append``)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -194,14 +194,25 @@ def _append(
 def credit_line(result: ValuationResult) -> str:
     """One line on the credit rule and what it left unattributed."""
     c = result.credit_summary()
-    line = f"credit: {c.get('credit', 'paper')}, T = {c.get('temperature', 1.0):.4g}"
+    line = f"credit: {c.get('credit', 'paper')}, T = {temperature_text(c)}"
     if c.get("credit") == "calibrated":
         line += (
-            f" (from the training set's neighbour distances); unattributed "
+            "; unattributed "
             f"{100 * c['unattributed_fraction']:.1f} % of the credit, {c['far_samples']} "
             "generated samples far from all training data; rank by value and density"
         )
     return line
+
+
+def temperature_text(credit: dict[str, Any]) -> str:
+    """T as people read it: a number, or the per-sample rule of ``auto``."""
+    from gmvaluator.core.calibration import TEMPERATURE_FACTOR
+
+    t = credit.get("temperature", 1.0)
+    if t != "auto":
+        return f"{float(t):.4g}"
+    floor = credit.get("temperature_floor", 0.0)
+    return f"{TEMPERATURE_FACTOR:g} x each sample's best-match distance (at least {floor:.3g})"
 
 
 def _cache_dir(cache: str | None) -> Path | None:

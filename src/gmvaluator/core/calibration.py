@@ -5,9 +5,11 @@ training item (``nn``), in the run's space and metric. Three constants of the cr
 from those distances, and only from them, so that values stay additive over generated samples
 (an appended batch meets the same constants as a run from scratch):
 
-- the temperature ``T = TEMPERATURE_FACTOR * median(nn)``: an edited copy of a training item
-  lies far closer to it than the item's neighbours do, so it takes most of the credit, while
-  matches at distances that differ by less than a typical neighbour gap share it;
+- the temperature of each generated sample, relative to its best match's distance d_1:
+  ``T = TEMPERATURE_FACTOR * max(d_1, floor)`` with ``floor`` the ``TEMPERATURE_FLOOR_QUANTILE``
+  of nn. Credit then depends on how much further each rival lies than the best match: an edited
+  copy (d_1 near 0, its rivals at ordinary neighbour distances) gives its source most of the
+  credit, while an ordinary sample, whose matches lie at similar distances, shares it;
 - the attributable share: a generated sample whose nearest match lies as close to it as
   training items lie to their own neighbours is fully attributable; one far outside hands out
   little (``share``);
@@ -35,10 +37,12 @@ from gmvaluator.errors import InputError
 
 #: Training items whose nearest neighbours calibrate the rule.
 SAMPLE = 2000
-#: T = this x the median nearest-neighbour distance (chosen on photo tiles and the digits; see
-#: docs/EVALUATION.md: 0.3 gave an edited copy's source 65 % of its credit on average, 0.5 only
-#: 52 %, and the paper's T = 1 13 %).
-TEMPERATURE_FACTOR = 0.3
+#: T_j = this x the best match's distance (chosen on photo tiles and the digits, docs/EVALUATION.md:
+#: 1.5 gave an edited copy's source 62 % of its credit on average, 2 only 54 %, the paper's T = 1
+#: 13 %; a global T = 0.3 x median(nn) gave 65 % but cost 0.01 of LDS on the digits).
+TEMPERATURE_FACTOR = 1.5
+#: ... and at least this quantile of the training set's nearest-neighbour distances.
+TEMPERATURE_FLOOR_QUANTILE = 0.01
 #: Density bandwidth h = this x the median nearest-neighbour distance.
 BANDWIDTH_FACTOR = 2.0
 #: Radii below this quantile of the sample's nearest-neighbour distances are raised to it.
@@ -61,10 +65,13 @@ class Calibration:
     floor: float
     ratio_median: float
     ratio_high: float
+    temperature_floor: float
 
-    @property
-    def temperature(self) -> float:
-        return TEMPERATURE_FACTOR * max(self.median_nn, self.floor)
+    def temperatures(self, nearest: np.ndarray) -> np.ndarray:
+        """T_j of generated samples from their best match's distance."""
+        return TEMPERATURE_FACTOR * np.maximum(
+            np.asarray(nearest, np.float64), self.temperature_floor
+        )
 
     @property
     def bandwidth(self) -> float:
@@ -84,7 +91,7 @@ class Calibration:
     def to_dict(self) -> dict[str, Any]:
         return {
             **asdict(self),
-            "temperature": self.temperature,
+            "temperature": "auto",
             "bandwidth": self.bandwidth,
             "rule": RULE.format(sample=self.sample, metric=self.metric),
         }
@@ -96,7 +103,8 @@ class Calibration:
 
 RULE = (
     "from the nearest-neighbour distances nn of {sample} training items to the rest of the "
-    f"training set ({{metric}}): T = {TEMPERATURE_FACTOR:g} x median(nn); share = 1 while the "
+    f"training set ({{metric}}): T_j = {TEMPERATURE_FACTOR:g} x max(d_j1, the "
+    f"{TEMPERATURE_FLOOR_QUANTILE:g} quantile of nn); share = 1 while the "
     "nearest match's distance over that item's own nn stays within the "
     f"{RATIO_QUANTILE:g} quantile of the same ratio among training items, then "
     "exp(-(ratio - that quantile) / (that quantile - median ratio)); density bandwidth "
@@ -131,4 +139,7 @@ def calibrate(
         floor=floor,
         ratio_median=float(np.median(ratio)),
         ratio_high=float(np.quantile(ratio, RATIO_QUANTILE)),
+        temperature_floor=max(
+            float(np.quantile(nn, TEMPERATURE_FLOOR_QUANTILE)), 1e-3 * median, 1e-12
+        ),
     )

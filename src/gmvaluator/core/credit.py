@@ -33,9 +33,10 @@ PAPER_TEMPERATURE = 1.0
 
 
 def softmax_credit(
-    distances: np.ndarray, temperature: float = 1.0, quality: np.ndarray | None = None
+    distances: np.ndarray, temperature: Any = 1.0, quality: np.ndarray | None = None
 ) -> np.ndarray:
     """Credit of each match: a softmax of -d/T over each row, scaled by that row's quality.
+    ``temperature`` is one T, or one per row.
 
     Stable for any distance scale: the row minimum is subtracted before ``exp``, so the best
     match has weight exactly 1 and the sum never underflows to zero. Rows sum to ``quality``.
@@ -43,8 +44,9 @@ def softmax_credit(
     d = np.asarray(distances, dtype=np.float64)
     if d.ndim != 2:
         raise InputError(f"distances must be 2-D (generated, k); got shape {d.shape}.")
-    check_param("softmax_credit", "temperature", temperature, temperature > 0, "a float > 0")
-    w = np.exp(-(d - d.min(axis=1, keepdims=True)) / temperature)
+    t = np.asarray(temperature, dtype=np.float64)
+    check_param("softmax_credit", "temperature", temperature, bool(np.all(t > 0)), "a float > 0")
+    w = np.exp(-(d - d.min(axis=1, keepdims=True)) / (t[:, None] if t.ndim else t))
     credit = w / w.sum(axis=1, keepdims=True)
     if quality is not None:
         credit *= np.asarray(quality, dtype=np.float64)[:, None]
@@ -69,7 +71,8 @@ class CreditRule:
     """The constants of the credit rule: T, and the training set's calibration (None: the
     paper's rule, under which every generated sample hands out its q_j in full)."""
 
-    temperature: float = PAPER_TEMPERATURE
+    #: one T for every sample, or None: each sample's own, from its best match (calibrated)
+    temperature: float | None = PAPER_TEMPERATURE
     calibration: Calibration | None = None
 
     @property
@@ -89,7 +92,12 @@ class CreditRule:
             weight = np.ones(m) if quality is None else np.asarray(quality, dtype=np.float64)
             if share is not None:
                 weight = weight * np.asarray(share, dtype=np.float64)
-        return softmax_credit(distances, self.temperature, weight)
+        t: Any = self.temperature
+        if t is None:
+            if self.calibration is None:
+                raise InputError("a per-sample temperature needs the training set's calibration.")
+            t = self.calibration.temperatures(np.asarray(distances, dtype=np.float64)[:, 0])
+        return softmax_credit(distances, t, weight)
 
     def assign(
         self,
@@ -110,24 +118,28 @@ class CreditRule:
 
     def describe(self) -> dict[str, Any]:
         """What ``run.json`` and the report say about the rule."""
-        out: dict[str, Any] = {"credit": self.name, "temperature": self.temperature}
+        t = "auto" if self.temperature is None else self.temperature
+        out: dict[str, Any] = {"credit": self.name}
         if self.calibration is None:
             out["rule"] = (
-                f"the paper's softmax over the top-k matches, T = {self.temperature:g}; every "
+                f"the paper's softmax over the top-k matches, T = {t}; every "
                 "generated sample hands out its quality q_j in full"
             )
         else:
             out.update(self.calibration.to_dict())
+        out["temperature"] = t
         return out
 
     @classmethod
     def from_description(cls, d: dict[str, Any]) -> CreditRule:
         calibration = None if d.get("credit") == "paper" else Calibration.from_dict(d)
-        return cls(float(d["temperature"]), calibration)
+        t = d["temperature"]
+        return cls(None if t == "auto" else float(t), calibration)
 
 
-def resolve_temperature(temperature: float | str, calibration: Calibration | None) -> float:
-    """T of a rule: a number as given; ``auto`` from the calibration, or the paper's 1."""
+def resolve_temperature(temperature: float | str, calibration: Calibration | None) -> float | None:
+    """T of a rule: a number as given; ``auto``: each sample's own from the calibration (None),
+    or the paper's 1."""
     if temperature != "auto":
         return float(temperature)
-    return PAPER_TEMPERATURE if calibration is None else calibration.temperature
+    return PAPER_TEMPERATURE if calibration is None else None

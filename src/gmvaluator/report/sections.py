@@ -175,10 +175,12 @@ def _credit_fact(credit: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
     """The credit rule as the header shows it, with what it left unattributed."""
     name = credit.get("credit", "paper")
     t = credit.get("temperature", cfg.get("temperature", 1.0))
+    floor = credit.get("temperature_floor")
+    shown = f"{float(t):.4g}" if t != "auto" else f"per sample, at least {float(floor or 0):.3g}"
     rule = credit.get("rule", "")
     return {
         "name": name,
-        "temperature": t,
+        "temperature": shown,
         "rule": rule,
         "unattributed": credit.get("unattributed_fraction"),
         "far": credit.get("far_samples"),
