@@ -169,3 +169,25 @@ def postgres_url(postgres_server) -> str:
     with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     return f"{postgres_server}/{name}"
+
+
+@pytest.fixture(scope="session")
+def photo_tiles():
+    """``photo_tiles(name)``: a scikit-image sample photo, scaled so its short side is four
+    96-pixel tiles, cut into those tiles (real photo-like images for credit and copy tests)."""
+    pytest.importorskip("skimage")
+    from PIL import Image
+
+    def tiles(name: str, tile: int = 96) -> list[Image.Image]:
+        import skimage.data
+
+        im = Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
+        scale = 4 * tile / min(im.size)
+        im = im.resize((round(im.size[0] * scale), round(im.size[1] * scale)), Image.BICUBIC)
+        return [
+            im.crop((x, y, x + tile, y + tile))
+            for y in range(0, im.size[1] - tile + 1, tile)
+            for x in range(0, im.size[0] - tile + 1, tile)
+        ]
+
+    return tiles

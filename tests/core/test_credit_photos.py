@@ -18,19 +18,6 @@ PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "c
           "coins", "moon", "brick", "grass", "gravel", "horse")  # fmt: skip
 
 
-def _tiles(name: str) -> list[Image.Image]:
-    import skimage.data
-
-    im = Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
-    scale = 4 * TILE / min(im.size)
-    im = im.resize((round(im.size[0] * scale), round(im.size[1] * scale)), Image.BICUBIC)
-    return [
-        im.crop((x, y, x + TILE, y + TILE))
-        for y in range(0, im.size[1] - TILE + 1, TILE)
-        for x in range(0, im.size[0] - TILE + 1, TILE)
-    ]
-
-
 def _edit(tile: Image.Image, kind: int) -> Image.Image:
     if kind == 0:
         return tile.transpose(Image.FLIP_LEFT_RIGHT)
@@ -41,12 +28,12 @@ def _edit(tile: Image.Image, kind: int) -> Image.Image:
 
 
 @pytest.fixture(scope="module")
-def photo_result():
+def photo_result(photo_tiles):
     pytest.importorskip("skimage")
     from gmvaluator import Valuator
     from gmvaluator.embed import get_embedder
 
-    train = [t for name in PHOTOS for t in _tiles(name)]
+    train = [t for name in PHOTOS for t in photo_tiles(name)]
     rng = np.random.default_rng(0)
     sources = rng.choice(len(train), 30, replace=False)
     edits = [_edit(train[s], i % 3) for i, s in enumerate(sources)]

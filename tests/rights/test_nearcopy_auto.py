@@ -25,20 +25,6 @@ TRAIN_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistr
 NEW_PHOTOS = ("hubble_deep_field", "retina", "clock")
 
 
-def _tiles(name: str) -> list[Image.Image]:
-    import skimage.data
-
-    a = getattr(skimage.data, name)()
-    im = Image.fromarray(a).convert("RGB")
-    scale = 4 * TILE / min(im.size)
-    im = im.resize((round(im.size[0] * scale), round(im.size[1] * scale)), Image.BICUBIC)
-    return [
-        im.crop((x, y, x + TILE, y + TILE))
-        for y in range(0, im.size[1] - TILE + 1, TILE)
-        for x in range(0, im.size[0] - TILE + 1, TILE)
-    ]
-
-
 def _zoom(tile: Image.Image) -> Image.Image:
     return tile.crop((8, 8, TILE, TILE)).resize((TILE, TILE), Image.BICUBIC)
 
@@ -55,14 +41,14 @@ def sscd_available() -> None:
 
 
 @pytest.fixture(scope="module")
-def photo_run(tmp_path_factory, value_run, sscd_available):
+def photo_run(tmp_path_factory, value_run, sscd_available, photo_tiles):
     root = tmp_path_factory.mktemp("photos")
     (root / "train").mkdir()
     (root / "gen").mkdir()
-    train = [t for name in TRAIN_PHOTOS for t in _tiles(name)]
+    train = [t for name in TRAIN_PHOTOS for t in photo_tiles(name)]
     for i, t in enumerate(train):
         t.save(root / "train" / f"t{i:03d}.png")
-    new = [t for name in NEW_PHOTOS for t in _tiles(name)[::3]]
+    new = [t for name in NEW_PHOTOS for t in photo_tiles(name)[::3]]
     for i, t in enumerate(new):
         t.save(root / "gen" / f"new{i:02d}.png")
     _zoom(train[5]).save(root / "gen" / "zoom-t005.png")
@@ -107,14 +93,14 @@ def test_the_run_space_alone_misses_the_copies(photo_run, value_run):
     assert info["descriptors"] == "run"
 
 
-def test_appended_batches_and_the_service_judge_copies_like_the_run(photo_run):
+def test_appended_batches_and_the_service_judge_copies_like_the_run(photo_run, photo_tiles):
     from gmvaluator.run.append import append_run
     from gmvaluator.service.attributor import Attributor
 
     out, root, train = photo_run
     (root / "more").mkdir(exist_ok=True)
     _zoom(train[77]).save(root / "more" / "zoom-t077.png")
-    _tiles("hubble_deep_field")[1].save(root / "more" / "new-x.png")
+    photo_tiles("hubble_deep_field")[1].save(root / "more" / "new-x.png")
     batch = append_run(out, str(root / "more"), progress=False, ledger="none").batch
     assert batch.near_copy is not None
     flags = dict(zip(batch.generated_ids.tolist(), batch.near_copy.any(axis=1), strict=True))
