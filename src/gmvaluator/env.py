@@ -70,6 +70,20 @@ DREAMSIM_WEIGHTS = EnvVar(
     "GMVALUATOR_DREAMSIM_WEIGHTS",
     "Local DreamSim weights folder for --rerank dreamsim.",
 )
+MAX_TEXT_BYTES = EnvVar(
+    "GMVALUATOR_MAX_TEXT_BYTES",
+    "Longest line of a .txt or .jsonl source, in bytes (default 1048576); longer ones are "
+    "refused, or skipped under --on-error skip.",
+)
+SERVICE_TOKEN = EnvVar(
+    "GMVALUATOR_SERVICE_TOKEN",
+    "The token that `gmvaluator serve` asks of every request (as --token; the flag wins).",
+)
+PROGRESS = EnvVar(
+    "GMVALUATOR_PROGRESS",
+    "1: progress bars on stderr even when it is not a terminal (a log file, CI); 0: none at "
+    "all. Unset: bars only on a terminal (--quiet hides them always).",
+)
 # read by the scripts, not the library
 SKIP_VISION = EnvVar(
     "GMVALUATOR_SKIP_VISION",
@@ -95,6 +109,9 @@ VARIABLES: dict[str, EnvVar] = {
         LPIPS_WEIGHTS,
         LPIPS_LINEAR,
         DREAMSIM_WEIGHTS,
+        MAX_TEXT_BYTES,
+        SERVICE_TOKEN,
+        PROGRESS,
         SKIP_VISION,
         VENV,
         VISION_VENV,

@@ -13,17 +13,46 @@ from typing import Any
 
 import numpy as np
 
+#: Every temporary file the tool writes is named ``.gmvaluator-<name>.<random>.tmp``, so that
+#: the leftovers of a killed run can be told from anybody else's files.
+TEMP_PREFIX = ".gmvaluator-"
+TEMP_SUFFIX = ".tmp"
+
+
+def is_own_temp(path: Path) -> bool:
+    """Whether ``path`` is named as a temporary file of this tool (``atomic_path``)."""
+    return path.name.startswith(TEMP_PREFIX) and path.name.endswith(TEMP_SUFFIX)
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system allows."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore at once
+    os.umask(mask)
+    return mask
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it over ``path`` only on success.
 
     A crash at any point leaves either the previous complete file or none, never a torn one.
+    The file gets the permissions of any file the user creates (0666 less the umask).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f"{TEMP_PREFIX}{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent
+    )
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())
+    finally:
+        os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path

@@ -238,7 +238,7 @@ def test_bad_embeddings_and_duplicate_ids(tmp_path):
 @pytest.mark.parametrize(
     ("case", "message"),
     [
-        ("unsupported", r"unsupported format .\.csv.\. Supported: a folder of images"),
+        ("unsupported", r"unsupported format .\.xlsx.\. Supported: a folder of images"),
         ("empty-folder", "holds no images"),
         ("dims", "have 8 dimensions but the training embeddings have 16"),
         ("k", r"k=40 is larger than the training set \(30 items\)"),
@@ -253,7 +253,7 @@ def test_whole_source_errors_stop_even_with_skip(tmp_path, case, message):
     np.save(gen, rng.normal(size=(4, 16)).astype(np.float32))
     extra = ["--on-error", "skip"]
     if case == "unsupported":
-        train = tmp_path / "data.csv"
+        train = tmp_path / "data.xlsx"
         train.write_text("a,b\n1,2\n")
     elif case == "empty-folder":
         train = tmp_path / "empty"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -68,6 +69,7 @@ def test_resuming_with_other_settings_names_the_keys_that_differ(tmp_path):
     folder.check_settings(settings)
     assert json.loads(folder.config.read_text()) == settings
     folder.check_settings(dict(settings))  # the same settings resume
+    folder.write_record({"finished": True})  # settings are fixed once the run has finished
     with pytest.raises(ResumeError, match=r"different settings: index, k\. Use a new --out"):
         folder.check_settings({**settings, "k": 5, "index": "exact"})
     assert folder.read_settings() == settings  # a refused resume leaves the record alone
@@ -77,12 +79,66 @@ def test_resuming_with_other_settings_names_the_keys_that_differ(tmp_path):
 
 def test_checking_settings_removes_what_a_killed_run_left_behind(tmp_path):
     folder = RunFolder(tmp_path)
-    stale = [tmp_path / ".values.parquet.x1.tmp", tmp_path / "embeddings" / "train" / ".a.tmp"]
+    stale = [
+        tmp_path / ".gmvaluator-values.parquet.x1.tmp",
+        tmp_path / "embeddings" / "train" / ".gmvaluator-a.npy.x2.tmp",
+    ]
     for path in stale:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"torn")
-    keep = tmp_path / "notes.tmp"  # not one of ours: ours start with a dot
-    keep.write_text("mine")
+    (tmp_path / "config.json").write_text("{}")
+    # not ours: only the tool's own prefix is removed
+    keep = [tmp_path / "notes.tmp", tmp_path / ".notes.tmp", tmp_path / "embeddings" / ".x.tmp"]
+    for path in keep:
+        path.write_text("mine")
     folder.check_settings({"k": 3})
-    assert not any(p.exists() for p in stale) and keep.exists()
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in keep)
     assert folder.remove_stale_temps() == 0
+
+
+def test_an_unfinished_run_with_other_settings_is_replaced_and_says_so(tmp_path, caplog):
+    folder = RunFolder(tmp_path / "run")
+    folder.check_settings({"train": "a", "k": 50})
+    folder.index.mkdir()
+    (folder.index / "index.json").write_text("{}")
+    (folder.path / "skipped.csv").write_text("source,id,reason\n")
+    (folder.path / "embeddings").mkdir()
+    (folder.path / "mine.txt").write_text("a user's note")
+    removed = folder.check_settings({"train": "a", "k": 5})
+    assert removed == ["config.json", "skipped.csv", "index"]
+    assert "removed the previous run's skipped.csv, index" in caplog.text
+    assert folder.read_settings()["k"] == 5 and (folder.path / "embeddings").is_dir()
+    assert (folder.path / "mine.txt").read_text() == "a user's note"
+
+
+HOLDER = """
+import sys, time
+from gmvaluator.run.folder import RunFolder
+with RunFolder(sys.argv[1]).writing(), RunFolder(sys.argv[1]).writing():  # it may re-enter
+    print("holding", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_the_lock_names_its_holder_and_keeps_a_second_writer_out(tmp_path):
+    import subprocess
+    import sys
+
+    from gmvaluator.run.append import append_run
+
+    folder = RunFolder(tmp_path / "run")
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder.path)],
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert proc.stdout.readline().strip() == "holding"
+        assert (folder.path / rf.LOCK).read_text().startswith(f"pid {proc.pid}: ")
+        with pytest.raises(InputError, match=rf"another process \(pid {proc.pid}: "):
+            append_run(folder.path, "builtin:digits[:3]")
+        with pytest.raises(InputError, match="being written by another process"), folder.writing():
+            pass
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    with folder.writing(), folder.writing():  # free again, and this process may re-enter
+        assert (folder.path / rf.LOCK).read_text().startswith(f"pid {os.getpid()}: ")

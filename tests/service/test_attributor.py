@@ -64,7 +64,7 @@ def test_a_lookup_checks_its_input_and_refuses_to_record_without_a_ledger(vector
     attributor, x = vector_attributor
     with pytest.raises(InputError, match="records no credits"):
         attributor.attribute_embedding(x[0].tolist(), record=True)
-    with pytest.raises(InputError, match=r"quality is -1\.0; it must be a finite number >= 0"):
+    with pytest.raises(InputError, match=r"quality is -1\.0; it must be a finite number from 0"):
         attributor.attribute_embedding(x[0].tolist(), quality=-1.0)
     with pytest.raises(InputError, match="non-finite values"):
         attributor.attribute_embedding([np.nan] * 16)

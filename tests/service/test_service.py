@@ -16,6 +16,8 @@ from PIL import Image
 from gmvaluator.rights.ledger import open_ledger
 
 MAX_BYTES = 64 * 1024
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +25,14 @@ def server(run_dir, serve_app):
     """The service of ``run_dir`` on a free loopback port, in a thread of this process."""
     from gmvaluator.service.http import create_app
 
-    with serve_app(create_app(run_dir, max_bytes=MAX_BYTES)) as port:
+    with serve_app(create_app(run_dir, max_bytes=MAX_BYTES, token=TOKEN)) as port:
         yield port
 
 
 def request(port, method, path, body=b"", headers=None):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
-        conn.request(method, path, body=body, headers=headers or {})
+        conn.request(method, path, body=body, headers={**AUTH, **(headers or {})})
         resp = conn.getresponse()
         data = resp.read()
     finally:
@@ -177,7 +179,7 @@ def test_the_http_layer_answers_what_the_attributor_answers(vector_attributor, s
     sample = {"embedding": x[3].tolist(), "id": "g3", "quality": 0.25}
     want = attributor.attribute_embedding(x[3].tolist(), generated_id="g3", quality=0.25)
     as_json = {"Content-Type": "application/json"}
-    with serve_app(app_for(attributor, max_bytes=MAX_BYTES)) as port:
+    with serve_app(app_for(attributor, max_bytes=MAX_BYTES, token=TOKEN)) as port:
         status, out = request(port, "POST", "/attribute/embedding", json.dumps(sample), as_json)
         assert status == 200 and out == json.loads(json.dumps(want))
         assert request(port, "GET", "/health") == (200, {

@@ -4,8 +4,9 @@
     CACHE/<fingerprint-hash>/part-<id>.npy          (n, dim) float32 vectors, memory-mapped
     CACHE/<fingerprint-hash>/part-<id>.keys.npy     (n,) 16-byte content keys of those rows
 
-An item's key is a BLAKE2b digest of its bytes as the source holds them (an image file's bytes,
-a text's UTF-8, an array row's raw bytes), so a cached item is neither decoded nor embedded.
+An item's key is a BLAKE2b digest of its bytes as the source holds them (an image file's bytes
+with the mode its source reads it in, a text's UTF-8, an array row's raw bytes), so a cached
+item is neither decoded nor embedded, and one key always stands for one vector of one dimension.
 One folder per embedder fingerprint (``embedder_fingerprint``): another model, version or
 preprocessing setting never reads these vectors. A part counts once its keys file exists
 (written after the vectors, atomically), so a killed run leaves only whole parts behind, and
@@ -31,7 +32,9 @@ from gmvaluator.errors import InputError
 from gmvaluator.files import read_json, save_npy, write_json
 
 KEY_BYTES = 16
-_SCHEME = 1  # bump when the key of an item changes meaning
+# bump when the key of an item changes meaning; 2: an image's key holds the mode its source
+# reads it in (``ImageItems.mode``), so vectors cached under 1 are never read again
+_SCHEME = 2
 
 
 def default_cache_dir() -> Path:
@@ -49,8 +52,8 @@ def item_keys(ds: Any, rows: np.ndarray) -> np.ndarray:
     items = ds.items
     for j, i in enumerate(rows):
         i = int(i)
-        if ds.kind == "image":
-            data = b"image\0" + items.raw_bytes(i)
+        if ds.kind == "image":  # the same file is read in "L" or "RGB" by its source's mode
+            data = b"image\0" + items.mode.encode() + b"\0" + items.raw_bytes(i)
         elif ds.kind == "text":
             text = items[i]
             data = b"text\0" + (text.encode("utf-8", "surrogatepass") if isinstance(text, str)

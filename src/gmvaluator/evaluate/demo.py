@@ -17,6 +17,7 @@ import numpy as np
 from gmvaluator.config import ValueConfig
 from gmvaluator.evaluate import identical_class_share
 from gmvaluator.files import atomic_path, write_json
+from gmvaluator.run.folder import writes_run
 from gmvaluator.run.pipeline import RunOutcome, run_value
 from gmvaluator.sources import BUILTINS, load_source
 from gmvaluator.sources.builtin import FASHION_MNIST_CLASSES, fashion_mnist_available
@@ -44,6 +45,7 @@ def pick_data(data: str) -> str:
     return data
 
 
+@writes_run
 def run_demo(
     run_dir: str | Path,
     *,

@@ -34,7 +34,7 @@ from gmvaluator.rights.accounting import (
     rights_from_values,
 )
 from gmvaluator.rights.ledger import is_url
-from gmvaluator.run.folder import RunFolder
+from gmvaluator.run.folder import RunFolder, holding_lock
 from gmvaluator.run.pipeline import quality_stage, result_record, value_stage, write_stage
 from gmvaluator.sources import load_source
 
@@ -62,6 +62,7 @@ class AppendOutcome:
     ledger_rows_added: int
 
 
+@holding_lock
 def append_run(
     run_dir: str | Path,
     generated_spec: str,
@@ -94,7 +95,9 @@ def append_run(
         generated.dataset, cfg, progress,
     )  # fmt: skip
     train = _rerank_training_items(acct, cfg.rerank)
-    batch = value_stage(valuator, train, generated, scores, acct, cfg, engine, folder.path)
+    batch = value_stage(
+        valuator, train, generated, scores, acct, cfg, engine, folder.path, progress
+    )
     result = old.extended(batch)
     columns = {c: values_df[c].to_numpy() for c in values_df if c not in VALUE_COLUMNS}
     added = write_stage(folder, result, batch, generated.dataset, valuator, acct, columns)
@@ -121,7 +124,7 @@ def _embed_batch(
 ) -> Embedded:
     """The new batch embedded into ``RUN/embeddings/generated-append-NNN`` by the run's
     embedder, after checking that none of its ids is in the run already."""
-    ds = load_source(spec, text_column=cfg.text_column)
+    ds = load_source(spec, text_column=cfg.text_column, kind=cfg.generated_kind)
     _check_new_ids(old.generated_ids, ds.ids, spec, folder.path)
     role = f"generated-append-{number:03d}"
     generated = engine.embed(spec, role, cfg, folder.path, progress)

@@ -17,6 +17,12 @@
     RUN/eval/<criterion>.json       results of ``gmvaluator evaluate``
     RUN/demo.json                   the summary of ``gmvaluator demo``
     RUN/report/index.html           the report of ``gmvaluator report``
+    RUN/.gmvaluator-run             the marker of a run folder, written before anything else
+    RUN/.gmvaluator-lock            locked (``flock``) by the one process writing the run
+
+The tool writes only into a new folder, an empty one or a run folder (``RunFolder.writing``),
+never into or over an input source; it removes only files it wrote: the names above and its
+own temporary files (``gmvaluator.files.is_own_temp``).
 
 Lower layers write some of these under the same names (``ValuationResult.save`` its five
 files, ``gmvaluator.rights`` the ledger and contributors, engines the embeddings).
@@ -24,13 +30,22 @@ files, ``gmvaluator.rights`` the ledger and contributors, engines the embeddings
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gmvaluator.config import diff_settings
 from gmvaluator.engines.base import EMBEDDINGS
 from gmvaluator.errors import InputError, ResumeError
-from gmvaluator.files import read_json, write_json
+from gmvaluator.files import is_own_temp, read_json, write_json
+
+log = logging.getLogger(__name__)
 
 CONFIG = "config.json"
 RECORD = "run.json"
@@ -47,6 +62,13 @@ INDEX_META = f"{INDEX}/index.json"
 EVAL = "eval"
 DEMO = "demo.json"
 REPORT = "report"
+MARKER = ".gmvaluator-run"
+LOCK = ".gmvaluator-lock"
+
+#: What a run writes, less the marker and the lock: what ``--overwrite`` removes.
+OUTPUTS = (CONFIG, RECORD, VALUES, ATTRIBUTIONS, RESULT, GENERATED, NEIGHBOURS, CONTRIBUTORS,
+           SKIPPED, LEDGER, f"{LEDGER}-wal", f"{LEDGER}-shm", INDEX, EMBEDDINGS, EVAL, DEMO,
+           REPORT)  # fmt: skip
 
 #: What each use of a finished run reads, by purpose.
 NEEDS: dict[str, tuple[str, ...]] = {
@@ -99,8 +121,8 @@ class RunFolder:
 
     # -- what it holds --------------------------------------------------------------------
     def is_run(self) -> bool:
-        """Whether a run was started here: a folder with its settings (``config.json``)."""
-        return self.config.is_file()
+        """Whether a run was started here: a folder with the marker or its settings."""
+        return (self.path / MARKER).is_file() or self.config.is_file()
 
     def missing(self, purpose: str) -> list[str]:
         """The files that ``purpose`` (a key of ``NEEDS``) reads and the folder lacks."""
@@ -133,29 +155,199 @@ class RunFolder:
         return dict(read_json(self.record))
 
     # -- writing --------------------------------------------------------------------------
-    def check_settings(self, settings: dict[str, Any], overwrite: bool = False) -> None:
-        """Start or resume a run with ``settings``: refuse a folder made with other settings,
-        naming the keys that differ (unless ``overwrite``), then record them."""
+    def check_settings(self, settings: dict[str, Any], overwrite: bool = False) -> list[str]:
+        """Start or resume a run with ``settings``, then record them; returns what it removed.
+
+        Settings are fixed once a run has finished with them (``run.json``): a finished run
+        made with other settings is refused, naming the keys that differ, unless
+        ``overwrite``, which removes every file of the previous run. The leftovers of a run that
+        stopped before it finished, with other settings, are replaced (its embeddings stay:
+        each is reused only when it matches what the new run would compute).
+        """
         if self.path.is_dir():
             self.remove_stale_temps()
-        if self.config.is_file() and not overwrite:
+        removed: list[str] = []
+        if overwrite:
+            removed = self.remove_outputs()
+        elif self.config.is_file():
             changed = diff_settings(self.read_settings(), settings)
-            if changed:
+            if changed and self.record.is_file():
                 raise ResumeError(
                     f"run folder {self.path} was made with different settings: "
                     f"{', '.join(changed)}. Use a new --out folder, or --overwrite to replace it."
                 )
+            if changed:
+                removed = self.remove_outputs(keep=(EMBEDDINGS,))
+        said = [name for name in removed if name != CONFIG]
+        if said:
+            log.warning("removed the previous run's %s from %s", ", ".join(said), self.path)
         write_json(self.config, settings)
+        return removed
+
+    def remove_outputs(self, keep: Sequence[str] = ()) -> list[str]:
+        """Delete the files and folders a run writes (``OUTPUTS``), but those in ``keep``;
+        returns the names removed. Nothing else in the folder is touched."""
+        removed = []
+        for name in OUTPUTS:
+            path = self.path / name
+            if name in keep or not (path.exists() or path.is_symlink()):
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed.append(name)
+        return removed
 
     def write_record(self, record: dict[str, Any]) -> None:
         """Write ``run.json``, the last file of a run."""
         write_json(self.record, record)
 
     def remove_stale_temps(self) -> int:
-        """Delete temporary files that a killed run left behind; returns how many."""
+        """Delete the tool's own temporary files that a killed run left behind (named by
+        ``gmvaluator.files.atomic_path``; no other file); returns how many."""
+        if not self.is_run():
+            return 0
         removed = 0
-        for tmp in self.path.rglob(".*.tmp"):
-            if tmp.is_file():
-                tmp.unlink(missing_ok=True)
-                removed += 1
+        for name in (".", EMBEDDINGS, INDEX, EVAL, REPORT):
+            folder = self.path / name
+            if not folder.is_dir():
+                continue
+            found = folder.rglob("*") if name != "." else folder.iterdir()
+            for tmp in found:
+                if is_own_temp(tmp) and tmp.is_file() and not tmp.is_symlink():
+                    tmp.unlink(missing_ok=True)
+                    removed += 1
         return removed
+
+    # -- one writer, in a folder that may be written ------------------------------------------
+    def check_out(self, sources: Sequence[str] = ()) -> None:
+        """Refuse, before anything is written, a path that is a file, a folder holding
+        anything but a run, or a path on or inside one of the input ``sources``."""
+        path = self.path
+        if path.exists() and not path.is_dir():
+            raise InputError(
+                f"{path} is a file, not a run folder. Give a new folder, an empty one or the "
+                "folder of an earlier run.",
+                param="out",
+            )
+        here = path.expanduser().resolve()
+        for spec in sources:
+            source = source_path(spec)
+            if source is not None and (here == source or source in here.parents):
+                raise InputError(
+                    f"{path} is on or inside the input source {spec}; a run would write among "
+                    "its items. Give a folder outside every input.",
+                    param="out",
+                )
+        if path.is_dir() and not self.is_run() and any(path.iterdir()):
+            raise InputError(
+                f"{path} is a folder that holds other files and no run. Give a new folder, an "
+                "empty one or the folder of an earlier run; nothing was written.",
+                param="out",
+            )
+
+    @contextlib.contextmanager
+    def writing(self, sources: Sequence[str] = ()) -> Iterator[RunFolder]:
+        """Hold the folder for one writer: check it (``check_out``), mark it as a run folder and
+        lock it for the block; a second writer meanwhile gets an ``InputError`` naming the
+        process that holds it."""
+        self.check_out(sources)
+        self.path.mkdir(parents=True, exist_ok=True)
+        marker = self.path / MARKER
+        if not marker.is_file():
+            write_json(marker, {"what": "a gmvaluator run folder"})
+        with hold_lock(self.path / LOCK, self.path):
+            yield self
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def holding_lock(func: F) -> F:
+    """Decorate a function whose first argument is an existing run folder that it writes: the
+    folder's lock is held for the call (see ``RunFolder.writing``)."""
+
+    @functools.wraps(func)
+    def locked(run_dir: str | Path, *args: Any, **kwargs: Any) -> Any:
+        path = Path(run_dir)
+        if not path.is_dir():  # the function names what is wrong
+            return func(run_dir, *args, **kwargs)
+        with hold_lock(path / LOCK, path):
+            return func(run_dir, *args, **kwargs)
+
+    return locked  # type: ignore[return-value]
+
+
+def writes_run(func: F) -> F:
+    """Decorate a function whose first argument is the run folder it makes (a new, empty or
+    run folder): the folder is checked, marked and locked for the call (``RunFolder.writing``),
+    so that what it writes before its run starts lands in a run folder."""
+
+    @functools.wraps(func)
+    def locked(run_dir: str | Path, *args: Any, **kwargs: Any) -> Any:
+        with RunFolder(run_dir).writing():
+            return func(run_dir, *args, **kwargs)
+
+    return locked  # type: ignore[return-value]
+
+
+def writing(folder: RunFolder | None, sources: Sequence[str] = ()) -> Any:
+    """``folder.writing(sources)``, or nothing to hold when there is no run folder."""
+    return contextlib.nullcontext() if folder is None else folder.writing(sources)
+
+
+#: The locks this process holds, with how many blocks hold each: a process that holds a run
+#: folder may enter it again (a demo that writes its samples, then values them).
+_HELD: dict[Path, int] = {}
+
+
+@contextlib.contextmanager
+def hold_lock(lock: Path, run: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``lock`` for the block; the file says who holds it."""
+    key = lock.resolve()
+    if _HELD.get(key):
+        _HELD[key] += 1
+        try:
+            yield
+        finally:
+            _HELD[key] -= 1
+        return
+    with _flock(lock, run):
+        _HELD[key] = 1
+        try:
+            yield
+        finally:
+            del _HELD[key]
+
+
+@contextlib.contextmanager
+def _flock(lock: Path, run: Path) -> Iterator[None]:
+    import fcntl
+
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "unknown"
+            raise InputError(
+                f"run folder {run} is being written by another process ({holder}). Wait for it "
+                "to finish, or give another --out."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}: {' '.join(sys.argv)}".encode()[:4000], 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def source_path(spec: str) -> Path | None:
+    """The resolved path of a source spec; None for a built-in one."""
+    if spec.startswith("builtin:"):
+        return None
+    return Path(spec).expanduser().resolve()

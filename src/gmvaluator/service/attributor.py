@@ -44,6 +44,14 @@ class KindError(InputError):
     """The sample is of another kind (image, text, embedding) than the run's training set."""
 
 
+class ConflictError(InputError):
+    """A generated id already recorded in the ledger for other content."""
+
+
+#: Highest quality a request may send, unless the run's own scores go higher.
+MAX_QUALITY = 1.0
+
+
 class Attributor:
     """A finished run, loaded once, answering "which training items does this sample credit"."""
 
@@ -62,10 +70,12 @@ class Attributor:
         rerank: str = "exact",
         n_candidates: int | None = None,
         train_items: Any = None,
+        max_quality: float = MAX_QUALITY,
     ) -> None:
         """``rerank`` and ``n_candidates`` are the run's; the re-ranks that compare images
         (``sscd``, ``lpips``, ...) read the candidates from ``train_items``, the training
-        source."""
+        source. A request's quality must lie in [0, ``max_quality``]."""
+        self.max_quality = float(max_quality)
         self.valuator = valuator
         self.credit_rule: CreditRule = valuator.credit_rule_
         # (embedder, descriptors of training rows: rows -> (len, dim)) when near copies are
@@ -92,9 +102,16 @@ class Attributor:
         self._ledger_lock = threading.Lock()
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, ledger: str | None = LEDGER_IN_RUN) -> Attributor:
+    def from_run(
+        cls,
+        run_dir: str | Path,
+        ledger: str | None = LEDGER_IN_RUN,
+        max_quality: float | None = None,
+    ) -> Attributor:
         """Load a run folder written by ``gmvaluator value``; ``ledger`` is where recorded
-        credits go (``run``: ``RUN/ledger.sqlite``; ``none``: nowhere)."""
+        credits go (``run``: ``RUN/ledger.sqlite``; ``none``: nowhere). Requests may send a
+        quality up to ``max_quality``; by default the run's own range: up to 1, or the highest
+        quality of its generated samples when that is higher."""
         folder = RunFolder(run_dir).require_finished("serve")
         run = folder.path
         settings = folder.read_settings()
@@ -119,6 +136,7 @@ class Attributor:
             rerank=rerank,
             n_candidates=settings.get("n_candidates"),
             train_items=train_items,
+            max_quality=run_max_quality(folder) if max_quality is None else max_quality,
         )
 
     # -- lookups ------------------------------------------------------------------------------
@@ -161,8 +179,11 @@ class Attributor:
         ``descriptor`` is the sample in the run's near-copy space, when it has one of its own;
         ``item`` the sample itself, which the run's re-rank may compare with the candidates.
         """
-        if not (np.isfinite(quality) and quality >= 0):
-            raise InputError(f"quality is {quality}; it must be a finite number >= 0.")
+        if not (np.isfinite(quality) and 0 <= quality <= self.max_quality):
+            raise QualityError(
+                f"quality is {quality}; it must be a finite number from 0 to "
+                f"{self.max_quality:g} (the range of this run's quality scores)."
+            )
         if not np.isfinite(vec).all():
             raise InputError("the sample embeds to non-finite values; it cannot be matched.")
         sha = hashlib.sha256(content).hexdigest()
@@ -187,7 +208,7 @@ class Attributor:
             "recorded": 0,
         }
         if record:
-            out["recorded"] = self._record(lookup, full, sha)
+            out["recorded"] = self._record(lookup, full, sha, gid)
         return out
 
     def _lookup(
@@ -284,8 +305,9 @@ class Attributor:
                 f"{kind} sample cannot be matched. POST to /attribute/{self.kind}."
             )
 
-    def _record(self, lookup: ValuationResult, full: np.ndarray, sha: str) -> int:
-        """Write the lookup's credits to the ledger as the run's own rows; how many were new."""
+    def _record(self, lookup: ValuationResult, full: np.ndarray, sha: str, gid: str) -> int:
+        """Write the lookup's credits to the ledger as the run's own rows; how many were new.
+        An id the run recorded already for other content is a ``ConflictError``."""
         if self.ledger_target is None:
             raise InputError("this service records no credits (started with --ledger none).")
         from gmvaluator.rights.ledger import open_ledger
@@ -300,6 +322,14 @@ class Attributor:
         with self._ledger_lock:
             if self._ledger is None:
                 self._ledger = open_ledger(self.ledger_target)
+            before = self._ledger.explain(gid, run_id=self.run_id)
+            if len(before):
+                if set(before["generated_sha256"]) != {sha}:
+                    raise ConflictError(
+                        f"generated id {gid!r} is recorded already for other content; its "
+                        "credits stand. Send this sample under a new id."
+                    )
+                return 0
             return int(self._ledger.append(rows))
 
     def close(self) -> None:
@@ -307,6 +337,23 @@ class Attributor:
             if self._ledger is not None:
                 self._ledger.close()
                 self._ledger = None
+
+
+class QualityError(InputError):
+    """A request's quality outside the range the service accepts."""
+
+
+def run_max_quality(folder: RunFolder) -> float:
+    """The highest quality a request may send: 1, or the run's highest when that is higher."""
+    import pyarrow.parquet as pq
+
+    highest = MAX_QUALITY
+    if folder.attributions.is_file():
+        q = pq.read_table(folder.attributions, columns=["quality"]).column(0).to_numpy()
+        q = q[np.isfinite(q)]
+        if len(q):
+            highest = max(highest, float(q.max()))
+    return highest
 
 
 def load_embedder(fingerprint: dict[str, Any] | None, name: str | None) -> Any:

@@ -7,7 +7,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -31,6 +31,7 @@ class ImageItems(Sequence[Image.Image]):
         paths: Sequence[Path] | None = None,
         blobs: Sequence[bytes] | None = None,
         names: Sequence[str] | None = None,
+        mode: str | None = None,
     ) -> None:
         given = [x is not None for x in (array, paths, blobs)]
         if sum(given) != 1:
@@ -40,6 +41,7 @@ class ImageItems(Sequence[Image.Image]):
         # A lazy sequence (Parquet row groups) stays lazy; anything else becomes a list.
         self.blobs = blobs if blobs is None or hasattr(blobs, "take") else list(blobs)
         self.names = list(names) if names is not None else None
+        self._mode: str | None = mode
 
     def __len__(self) -> int:
         if self.array is not None:
@@ -53,19 +55,55 @@ class ImageItems(Sequence[Image.Image]):
             return array_to_image(self.array[i])
         name = self.names[i] if self.names is not None else str(i)
         if self.paths is not None:
-            return open_image(self.paths[i], name)
-        return open_image(io.BytesIO(self.blobs[i]), name)  # type: ignore[index]
+            im = open_image(self.paths[i], name)
+        else:
+            im = open_image(io.BytesIO(self.blobs[i]), name)  # type: ignore[index]
+        return im if im.mode == self.mode else im.convert(self.mode)
+
+    @property
+    def mode(self) -> str:
+        """The mode every item is read in: "RGB" when any image of the source is in colour,
+        "L" when all are greyscale (or the array has one channel).
+
+        Each image is then brought to this mode by itself: a greyscale image among colour
+        ones, sorted first or not, is read as RGB and changes neither the others nor the
+        dimension of their embeddings. Image files are judged by their headers, and the look
+        stops at the first colour one.
+        """
+        if self._mode is None:
+            self._mode = self._find_mode()
+        return self._mode
+
+    def _find_mode(self) -> str:
+        if self.array is not None:
+            a = self.array
+            return "L" if a.ndim == 3 or (a.ndim == 4 and a.shape[3] == 1) else "RGB"
+        for i in range(len(self)):
+            try:
+                with Image.open(self._source(i)) as im:
+                    single = im.mode in SINGLE_CHANNEL
+            except Exception:  # unreadable: named when it is read for real
+                continue
+            if not single:
+                return "RGB"
+        return "L"
 
     def take(self, rows: np.ndarray) -> ImageItems:
         """The items at ``rows`` (an int array), still lazy."""
         if self.array is not None:
             return ImageItems(array=self.array[rows])
         names = [self.names[i] for i in rows] if self.names is not None else None
+        mode = self.mode  # the items taken are read as the source reads them
         if self.paths is not None:
-            return ImageItems(paths=[self.paths[i] for i in rows], names=names)
+            return ImageItems(paths=[self.paths[i] for i in rows], names=names, mode=mode)
         if hasattr(self.blobs, "take"):
-            return ImageItems(blobs=self.blobs.take(rows), names=names)  # type: ignore[union-attr]
-        return ImageItems(blobs=[self.blobs[i] for i in rows], names=names)  # type: ignore[index]
+            blobs = self.blobs.take(rows)  # type: ignore[union-attr]
+        else:
+            blobs = [self.blobs[i] for i in rows]  # type: ignore[index]
+        return ImageItems(blobs=blobs, names=names, mode=mode)
+
+    def _source(self, i: int) -> Any:
+        return self.paths[i] if self.paths is not None else io.BytesIO(self.blobs[i])  # type: ignore[index]
 
     def raw_bytes(self, i: int) -> bytes:
         """The bytes that identify item ``i`` (for content hashes)."""
@@ -74,6 +112,10 @@ class ImageItems(Sequence[Image.Image]):
         if self.paths is not None:
             return Path(self.paths[i]).read_bytes()
         return self.blobs[i]  # type: ignore[index]
+
+
+#: PIL modes of one intensity channel, which ``open_image`` reads as "L".
+SINGLE_CHANNEL = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F"})
 
 
 def array_to_image(a: np.ndarray) -> Image.Image:

@@ -8,19 +8,54 @@ from pathlib import Path
 
 import numpy as np
 
+from gmvaluator import env
 from gmvaluator.errors import InputError
 from gmvaluator.skips import on_bad_item
 from gmvaluator.sources._columns import ITEM_COLUMNS, item_columns
 from gmvaluator.sources.base import Dataset
 
 JSONL_OPTIONAL_KEYS = ITEM_COLUMNS
+#: Longest line of a text source, in bytes, unless $GMVALUATOR_MAX_TEXT_BYTES says otherwise:
+#: a text embedder reads a few hundred tokens of an item, and a line of megabytes only costs
+#: memory (a 10 MB line took 2 GB to embed).
+MAX_TEXT_BYTES = 1 << 20
+
+
+def max_text_bytes() -> int:
+    cap = env.MAX_TEXT_BYTES.integer()
+    if cap is not None and cap < 1:
+        raise InputError(f"{env.MAX_TEXT_BYTES.name}={cap} must be at least 1, or unset.")
+    return MAX_TEXT_BYTES if cap is None else cap
+
+
+def _raw_lines(fh, cap: int) -> Iterator[bytes | None]:  # type: ignore[no-untyped-def]
+    """Each line of a binary file, or None for a line longer than ``cap`` bytes, which is
+    read past in blocks and never held whole."""
+    while raw := fh.readline(cap + 1):
+        if len(raw) <= cap or (raw.endswith(b"\n") and len(raw.rstrip(b"\r\n")) <= cap):
+            yield raw
+            continue
+        while not raw.endswith(b"\n") and (raw := fh.readline(1 << 16)):
+            pass
+        yield None
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
     """(1-based line number, line without its line break) for each non-blank line."""
+    cap = max_text_bytes()
     try:
         with open(path, "rb") as fh:
-            for lineno, raw in enumerate(fh, start=1):
+            for lineno, raw in enumerate(_raw_lines(fh, cap), start=1):
+                if raw is None:
+                    on_bad_item(
+                        f"line-{lineno}",
+                        InputError(
+                            f"{path} line {lineno} is longer than {cap:,} bytes, the limit of "
+                            f"one text item. Shorten or split it, raise the limit with "
+                            f"{env.MAX_TEXT_BYTES.name}, or pass --on-error skip."
+                        ),
+                    )
+                    continue
                 try:
                     line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
                 except UnicodeDecodeError as exc:
