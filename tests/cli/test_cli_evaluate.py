@@ -18,7 +18,7 @@ def invoke(*args):
 
 
 def test_c1_writes_json_with_intervals_and_refuses_to_overwrite(tmp_path):
-    res = invoke("c1", "--out", tmp_path, *SMALL, "--per-class", "5", "--ks", "10,30")
+    res = invoke("c1", tmp_path, *SMALL, "--per-class", "5", "--k", "10,30")
     assert res.exit_code == 0, res.output
     out = json.loads((tmp_path / "eval" / "c1.json").read_text())
     assert out["criterion"] == "c1" and out["setup"]["train"] == "builtin:digits[:500]"
@@ -26,7 +26,7 @@ def test_c1_writes_json_with_intervals_and_refuses_to_overwrite(tmp_path):
     assert names <= set(out["valuers"])
     assert out["valuers"]["default"]["k=10"]["mean"] > 0.8
     assert out["valuers"]["random"]["k=30"]["mean"] < 0.25
-    again = invoke("c1", "--out", tmp_path, *SMALL)
+    again = invoke("c1", "--out", tmp_path, *SMALL)  # the older spelling of RUN
     assert again.exit_code == 2 and "already exists" in again.stderr
 
 
@@ -93,7 +93,7 @@ def test_sensitivity_writes_every_variant(tmp_path):
 
 def test_bad_input_exits_2_with_one_line(tmp_path):
     res = invoke("c1", "--out", tmp_path, "--ks", "ten")
-    assert res.exit_code == 2 and "--ks 'ten' must be comma-separated" in res.stderr
+    assert res.exit_code == 2 and "--k 'ten' must be comma-separated" in res.stderr
     res = invoke("c1", "--out", tmp_path / "x", "--train", "builtin:nope")
     assert res.exit_code == 2 and "unknown built-in source" in res.stderr
     res = invoke("c3", "--out", tmp_path / "y", "--generator", "vae")

@@ -53,7 +53,7 @@ return {
   ready: document.readyState,
   n_images: imgs.length,
   broken: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt),
-  scripts: document.scripts.length,
+  scripts: [...document.scripts].map(s => s.id),
   samples: [...document.querySelectorAll('section.sample')].map(s => ({
     id: s.dataset.generatedId,
     has_img: !!s.querySelector('.gen img'),

@@ -48,7 +48,7 @@ def test_digits_report_renders_with_the_numbers_of_the_run(
     browser, open_page, digits_run, tmp_path
 ):
     page = open_page(digits_run / "report" / "index.html")
-    assert page["errors"] == [] and page["scripts"] == 0
+    assert page["errors"] == [] and page["scripts"] == ["report-js"]
     assert page["broken"] == [] and page["n_images"] > 20 * 6
     att = pd.read_parquet(digits_run / "attributions.parquet")
     values = pd.read_parquet(digits_run / "values.parquet")
@@ -103,7 +103,7 @@ def test_text_report_shows_escaped_snippets(open_page, tmp_path):
     )  # fmt: skip
     invoke("report", run)
     page = open_page(run / "report" / "index.html")
-    assert page["errors"] == [] and page["scripts"] == 0 and page["broken"] == []
+    assert page["errors"] == [] and page["scripts"] == ["report-js"] and page["broken"] == []
     assert len(page["samples"]) == len(generated)
     by_id = {s["id"]: s for s in page["samples"]}
     copy = by_id["line-11"]
@@ -139,7 +139,7 @@ def test_hostile_ids_show_as_text_in_the_browser(open_page, hostile_run, hostile
     run = hostile_run(tmp_path / "run")
     invoke("report", run)
     page = open_page(run / "report" / "index.html")
-    assert page["errors"] == [] and page["scripts"] == 0 and page["broken"] == []
+    assert page["errors"] == [] and page["scripts"] == ["report-js"] and page["broken"] == []
     assert [s["id"] for s in page["samples"]] == [f"{hostile}gen-{j}" for j in range(6)]
     assert all(c["id"].startswith(hostile + "row-") for c in page["samples"][0]["contributors"])
     assert all(r["id"].startswith(hostile + "c") for r in page["leaderboard"])

@@ -104,7 +104,8 @@ def test_report_cli_flags_near_copies_never_overwrites_and_keeps_its_size_bound(
     assert "report/index.html" in res.stdout
     html = (run / "report" / "index.html").read_text()
     att = pd.read_parquet(run / "attributions.parquet")
-    shown = att[att["generated_id"].isin(re.findall(r'data-generated-id="([^"]+)"', html))]
+    samples = re.findall(r'<section class="sample" id="g-\d+" data-generated-id="([^"]+)"', html)
+    shown = att[att["generated_id"].isin(samples)]
     assert html.count('class="contrib near-copy"') == int((shown["distance"] <= 0.05).sum()) > 0
     assert html.count('section class="sample"') == 5
     evaluation = html[html.index('<h2 id="evaluation">') :]
@@ -133,7 +134,9 @@ def test_hostile_ids_names_and_evaluations_are_shown_as_text(hostile_run, tmp_pa
     escaped: not one tag of them survives, and their text is all there."""
     run = hostile_run(tmp_path / "run")
     html, _ = render_report(read_run(run), ReportConfig(samples=6))
-    assert "<script" not in html and "<img src=x" not in html and "<b>valuer" not in html
+    # the page's own script is its only one
+    assert html.count("<script") == 1 and '<script id="report-js">' in html
+    assert "<img src=x" not in html and "<b>valuer" not in html
     escaped = "&lt;script&gt;alert(&#34;id&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;"
     assert f'data-generated-id="{escaped}gen-0"' in html
     assert f'data-train-id="{escaped}row-' in html and f'data-contributor="{escaped}c' in html

@@ -451,9 +451,9 @@ def test_unknown_builtin_lists_the_known_ones(spec: str) -> None:
 def test_missing_path_and_unknown_extension(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"nope\.npy does not exist"):
         load_source(str(tmp_path / "nope.npy"))
-    (tmp_path / "data.csv").write_text("a,b\n")
-    with pytest.raises(InputError, match=r"unsupported format '\.csv'\. Supported: .*\.parquet"):
-        load_source(str(tmp_path / "data.csv"))
+    (tmp_path / "data.xlsx").write_text("a,b\n")
+    with pytest.raises(InputError, match=r"unsupported format '\.xlsx'\. Supported: .*\.parquet"):
+        load_source(str(tmp_path / "data.xlsx"))
 
 
 def test_text_column_only_for_column_formats(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -47,6 +48,52 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def config_table(func: F) -> F:
+    """Let the TOML file of ``--config`` give any flag of the command by its name (``on_error``
+    for ``--on-error``): a flag given on the command line wins over the file, the file over
+    the flag's default. Settings (``gmvaluator.config.ValueConfig``) reach the command the same
+    way, as if given as flags; ``load_config`` then adds those that have no flag."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from gmvaluator.config import read_value_table
+
+        path = kwargs.get("config")
+        ctx = _current_context()
+        if path is None or ctx is None:
+            return func(*args, **kwargs)
+        table = read_value_table(path, command_keys())
+        hints = typing.get_type_hints(func)
+        path_params = {n for n, t in hints.items() if Path in typing.get_args(t) or t is Path}
+        for param in ctx.command.params:
+            name = param.name
+            if name is None or name not in table or name == "config" or name not in kwargs:
+                continue
+            source = ctx.get_parameter_source(name)
+            if source is not None and source.name != "DEFAULT":
+                continue  # given on the command line
+            value = table[name]
+            kwargs[name] = Path(value) if name in path_params and value is not None else value
+        return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def command_keys() -> tuple[str, ...]:
+    """The parameter names of the command being run (none outside a command)."""
+    ctx = _current_context()
+    return () if ctx is None else tuple(p.name for p in ctx.command.params if p.name)
+
+
+def _current_context() -> Any:
+    """The context of the command being run, or None."""
+    try:
+        from typer._click.globals import get_current_context
+    except ImportError:  # typer before it carried its own copy of click
+        from click import get_current_context  # type: ignore[no-redef]
+    return get_current_context(silent=True)
+
+
 def setting_option(name: str, *decls: str, own_default: bool = False) -> Any:
     """The option of setting ``name``, with the help, choices and shown default that
     ``gmvaluator.config.ValueConfig`` declares for it.
@@ -57,9 +104,25 @@ def setting_option(name: str, *decls: str, own_default: bool = False) -> Any:
     from gmvaluator.config import help_text, shown_default
 
     shown: bool | str = True if own_default else (shown_default(name) or False)
-    # typer shows this text as "[default: (TEXT)]"; brackets in help text itself would be
-    # taken for rich markup and vanish
-    return typer.Option(*decls, help=help_text(name), show_default=shown)
+    # brackets in help text would be taken for rich markup and vanish: the root command group
+    # states every default as "(default: TEXT)" (gmvaluator.cli.app.show_defaults)
+    text = EMBEDDER_HELP if name == "embedder" else help_text(name)
+    return typer.Option(*decls, help=text, show_default=shown)
+
+
+#: Where help lists the embedders: filled from the registry when a command is resolved, so
+#: that ``gmvaluator --help`` need not import it (``embedder_names``).
+EMBEDDERS = "{embedders}"
+EMBEDDER_HELP = f"Embedder: {EMBEDDERS}."
+#: The local models the registry loads besides its named embedders.
+HUB_EMBEDDERS = ("hf:PATH", "timm:NAME=WEIGHTS", "open_clip:NAME=WEIGHTS")
+
+
+def embedder_names() -> str:
+    """Every embedder the registry accepts, as help lists them."""
+    from gmvaluator.embed.registry import known_embedders
+
+    return ", ".join([*known_embedders(), *HUB_EMBEDDERS])
 
 
 Embedder = Annotated[str | None, setting_option("embedder")]

@@ -33,7 +33,7 @@ def report(
     from gmvaluator.report import ReportConfig, write_report
 
     cfg = ReportConfig(samples=samples, items=items, contributors=contributors, near_copy=near_copy)
-    written = write_report(run, cfg, overwrite=overwrite)
+    written = write_report(run, cfg, overwrite=overwrite, progress=True)
     typer.echo(f"wrote {written.path} ({written.n_bytes / 1e6:.1f} MB)")
 
 
@@ -42,9 +42,19 @@ ReportFlag = Annotated[
 ]
 
 
-def report_after_run(run: Path) -> None:
+def report_after_run(run: Path, progress: bool = True) -> None:
     """The ``--report`` flag of ``value`` and ``demo``: the report of the run just written."""
     from gmvaluator.report import write_report
 
-    written = write_report(run, overwrite=True)
+    written = write_report(run, overwrite=True, progress=progress)
     typer.echo(f"wrote {written.path} ({written.n_bytes / 1e6:.1f} MB)")
+
+
+def mark_report_stale(run: Path, reason: str) -> None:
+    """After a run changed: a banner on its report, if it has one, saying it is out of date."""
+    if not (run / "report" / "index.html").is_file():
+        return
+    from gmvaluator.report import mark_stale
+
+    marked = mark_stale(run, reason)
+    typer.echo(f"marked {marked} out of date; rebuild it with: gmvaluator report {run} --overwrite")

@@ -4,7 +4,7 @@ finished run (``--append``)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,13 +17,15 @@ from gmvaluator.cli.common import (
     Overwrite,
     Quiet,
     Temperature,
+    command_keys,
+    config_table,
     handle_errors,
     setting_option,
 )
-from gmvaluator.cli.report import ReportFlag, report_after_run
+from gmvaluator.cli.report import ReportFlag, mark_report_stale, report_after_run
+from gmvaluator.cli.summary import print_summary
 
 if TYPE_CHECKING:
-    from gmvaluator.core.result import ValuationResult
     from gmvaluator.run.pipeline import RunOutcome
 
 
@@ -32,12 +34,23 @@ def register(app: typer.Typer) -> None:
 
 
 @handle_errors
+@config_table
 def value(
     generated: Annotated[str, typer.Option(help="Generated source: path or builtin:NAME.")],
-    train: Annotated[
-        str | None, typer.Option(help="Training source: path or builtin:NAME.")
+    run: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="RUN", help="Run folder to write (or --out RUN). Required, unless --append."
+        ),
     ] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Run folder to write.")] = None,
+    train: Annotated[
+        str | None,
+        typer.Option(help="Training source: path or builtin:NAME. Required, unless --append."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Run folder to write, as the RUN argument."),
+    ] = None,
     append: Annotated[
         Path | None, typer.Option(help="Add --generated to this finished run (no --train).")
     ] = None,
@@ -84,15 +97,32 @@ def value(
     nprobe: Annotated[int | None, setting_option("nprobe")] = None,
     n_candidates: Annotated[int | None, setting_option("n_candidates")] = None,
     text_column: Annotated[str | None, setting_option("text_column")] = None,
+    train_kind: Annotated[str | None, setting_option("train_kind")] = None,
+    generated_kind: Annotated[str | None, setting_option("generated_kind")] = None,
     batch_size: Annotated[int | None, setting_option("batch_size")] = None,
     embedding_dtype: Annotated[str | None, setting_option("embedding_dtype")] = None,
     seed: Annotated[int | None, setting_option("seed")] = None,
+    threads: Annotated[int | None, setting_option("threads")] = None,
+    device: Annotated[str | None, setting_option("device")] = None,
+    runtime: Annotated[str | None, setting_option("runtime")] = None,
+    model: Annotated[str | None, setting_option("model")] = None,
+    checkpoints: Annotated[str | None, setting_option("checkpoints")] = None,
+    model_output: Annotated[str | None, setting_option("model_output")] = None,
+    shortlist: Annotated[int | None, setting_option("shortlist")] = None,
+    by_label: Annotated[str | None, setting_option("by_label")] = None,
+    ridge: Annotated[float | None, setting_option("ridge")] = None,
+    draws: Annotated[int | None, setting_option("draws")] = None,
+    output_draws: Annotated[int | None, setting_option("output_draws")] = None,
+    gradient_dim: Annotated[int | None, setting_option("gradient_dim")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML file of settings.")] = None,
     on_error: Annotated[
         str, typer.Option(help="raise: stop at a bad item; skip: drop it, list it in skipped.csv.")
     ] = "raise",
     overwrite: Overwrite = False,
     quiet: Quiet = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Print where the time went (run.json timings).")
+    ] = False,
     report: ReportFlag = False,
     target_recall: Annotated[float | None, setting_option("target_recall")] = None,
     engine: Annotated[
@@ -110,17 +140,26 @@ def value(
     from gmvaluator.run.pipeline import run_value
 
     if append is not None:
-        if train is not None or out is not None:
-            raise InputError("--append RUN takes no --train or --out: the run folder has both.")
+        if train is not None or out is not None or run is not None:
+            raise InputError(
+                "--append RUN takes no --train, --out or RUN argument: the run folder has them."
+            )
         _append(append, generated, quality=quality, ledger=ledger, quiet=quiet)
         if report:
-            report_after_run(append)
+            report_after_run(append, progress=not quiet)
+        else:
+            mark_report_stale(append, f"samples were appended from {generated}")
         return
+    out = _run_folder(run, out)
     if train is None or out is None:
-        raise InputError("value needs --train and --out (or --append RUN to extend a run).")
+        raise InputError(
+            "value needs --train and --out RUN (or RUN as its argument), or --append RUN to "
+            "extend a finished run."
+        )
 
     cfg = load_config(
         config,
+        command_keys=command_keys(),
         embedder=embedder,
         k=k,
         index=index,
@@ -130,12 +169,26 @@ def value(
         nprobe=nprobe,
         n_candidates=n_candidates,
         text_column=text_column,
+        train_kind=train_kind,
+        generated_kind=generated_kind,
         batch_size=batch_size,
         embedding_dtype=embedding_dtype,
         seed=seed,
         rerank=rerank,
         quality_norm=quality_norm,
         target_recall=target_recall,
+        threads=threads,
+        device=device,
+        runtime=runtime,
+        model=model,
+        checkpoints=checkpoints,
+        model_output=model_output,
+        shortlist=shortlist,
+        by_label=by_label,
+        ridge=ridge,
+        draws=draws,
+        output_draws=output_draws,
+        gradient_dim=gradient_dim,
     )
     accounting = AccountingOptions(
         contributors=None if contributors is None else str(contributors),
@@ -151,23 +204,30 @@ def value(
             accounting=accounting, engine=eng,
         )  # fmt: skip
     _print_run(outcome, out, skipped=on_error == "skip")
+    if verbose:
+        typer.echo("timings: " + ", ".join(f"{k} {v:.2f}" for k, v in outcome.timings.items()))
     if report:
-        report_after_run(out)
+        report_after_run(out, progress=not quiet)
+
+
+def _run_folder(run: Path | None, out: Path | None) -> Path | None:
+    """The run folder, given as the RUN argument or as ``--out`` (not two different ones)."""
+    from gmvaluator.errors import InputError
+
+    if run is not None and out is not None and run != out:
+        raise InputError(f"RUN {run} and --out {out} name two folders. Give one of them.")
+    return run if run is not None else out
 
 
 def _print_run(outcome: RunOutcome, out: Path, skipped: bool) -> None:
     """The summary of a finished ``value`` run."""
-    r = outcome.result
-    s = r.summary()
-    typer.echo(
-        f"valued {s['n_train']} training items against {s['n_generated']} generated samples "
-        f"(k={s['k']}, index {r.config['index']['factory']}, recall@{s['k']} {r.recall:.3f})"
+    s = outcome.result.summary()
+    after = [f"skipped {outcome.n_skipped} bad items (listed in {out}/skipped.csv)"] * skipped
+    print_summary(
+        out,
+        f"valued {s['n_train']} training items against {s['n_generated']} generated samples",
+        after=[*after, f"wrote {out}/values.parquet, attributions.parquet, config.json, run.json"],
     )
-    typer.echo(f"matched {s['n_matched']} of {s['n_train']} training items")
-    typer.echo(credit_line(r))
-    if skipped:
-        typer.echo(f"skipped {outcome.n_skipped} bad items (listed in {out}/skipped.csv)")
-    typer.echo(f"wrote {out}/values.parquet, attributions.parquet, config.json, run.json")
 
 
 def _append(
@@ -180,39 +240,16 @@ def _append(
     s = out.result.summary()
     near = out.batch.near_copy
     flagged = int(near.any(axis=1).sum()) if near is not None else 0
-    typer.echo(
+    print_summary(
+        run,
         f"appended {len(out.batch.generated_ids)} generated samples to {run} (batch "
-        f"{out.batch_number}); the run now values {s['n_train']} training items against "
-        f"{s['n_generated']} generated samples"
+        f"{out.batch_number}, {flagged} of them near copies); the run now values "
+        f"{s['n_train']} training items against {s['n_generated']} generated samples",
+        after=[
+            f"ledger: {out.ledger_rows_added} new credits",
+            f"wrote {run}/values.parquet, attributions.parquet, run.json",
+        ],
     )
-    typer.echo(f"matched {s['n_matched']} of {s['n_train']} training items; {flagged} near copies")
-    typer.echo(credit_line(out.result))
-    typer.echo(f"ledger: {out.ledger_rows_added} new credits")
-    typer.echo(f"wrote {run}/values.parquet, attributions.parquet, run.json")
-
-
-def credit_line(result: ValuationResult) -> str:
-    """One line on the credit rule and what it left unattributed."""
-    c = result.credit_summary()
-    line = f"credit: {c.get('credit', 'paper')}, T = {temperature_text(c)}"
-    if c.get("credit") == "calibrated":
-        line += (
-            "; unattributed "
-            f"{100 * c['unattributed_fraction']:.1f} % of the credit, {c['far_samples']} "
-            "generated samples far from all training data; rank by value and density"
-        )
-    return line
-
-
-def temperature_text(credit: dict[str, Any]) -> str:
-    """T as people read it: a number, or the per-sample rule of ``auto``."""
-    from gmvaluator.core.calibration import TEMPERATURE_FACTOR
-
-    t = credit.get("temperature", 1.0)
-    if t != "auto":
-        return f"{float(t):.4g}"
-    floor = credit.get("temperature_floor", 0.0)
-    return f"{TEMPERATURE_FACTOR:g} x each sample's best-match distance (at least {floor:.3g})"
 
 
 def _cache_dir(cache: str | None) -> Path | None:

@@ -30,14 +30,16 @@ def embed_stage(
     Under ``--on-error skip`` the returned dataset holds only the items that embedded.
     ``cache`` is an embedding-cache folder shared by runs (``gmvaluator.embed.cache``).
     """
-    from gmvaluator.embed import default_embedder, get_embedder
+    from gmvaluator.embed import default_embedder
     from gmvaluator.embed.cache import open_cache
+    from gmvaluator.embed.registry import run_embedder
     from gmvaluator.embed.shards import embed_sharded
 
     with source_label(role):
-        ds = load_source(spec, text_column=cfg.text_column)
+        ds = load_source(spec, text_column=cfg.text_column, kind=cfg.source_kind(role))
         source_hash = content_hash(ds)
-        embedder = get_embedder(cfg.embedder or default_embedder(ds.kind))
+        name = cfg.embedder or default_embedder(ds.kind)
+        embedder = run_embedder(name, runtime=cfg.runtime, device=cfg.device, threads=cfg.threads)
         meta = {"role": role, "source": spec, "source_sha256": source_hash, "n": len(ds)}
         folder = embeddings_folder(run_dir, role) if run_dir else _scratch_folder()
         store = open_cache(cache, embedder)

@@ -147,13 +147,11 @@ def quality_scores(spec: Any, ds: Any, norm: str = "raw", *, progress: bool = Fa
     if isinstance(scorer, (NoQuality, FileQuality)):
         raw = scorer.score(range(n), ids)  # type: ignore[arg-type]
     else:
-        import sys
-
-        from tqdm import tqdm
+        from gmvaluator.progress import bar as progress_bar
 
         raw = np.empty(n, dtype=np.float64)
         desc = f"quality {ds.name} ({scorer.name})"
-        with tqdm(total=n, desc=desc, unit="item", disable=not progress, file=sys.stderr) as bar:
+        with progress_bar(n, desc, progress=progress) as bar:
             for s in range(0, n, _BATCH):
                 stop = min(n, s + _BATCH)
                 part = np.asarray(

@@ -6,7 +6,13 @@ valuable training items, the distribution of values, contributor and class table
 run's evaluation results.
 """
 
-from gmvaluator.report.build import Report, ReportConfig, render_report, write_report
+from gmvaluator.report.build import (
+    Report,
+    ReportConfig,
+    mark_stale,
+    render_report,
+    write_report,
+)
 from gmvaluator.report.data import RunData, gini, lorenz, read_run
 
 __all__ = [
@@ -15,6 +21,7 @@ __all__ = [
     "RunData",
     "gini",
     "lorenz",
+    "mark_stale",
     "read_run",
     "render_report",
     "write_report",

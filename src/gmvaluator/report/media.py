@@ -31,11 +31,13 @@ class Media:
         self._rows: dict[str, int] | None = None
 
     @classmethod
-    def open(cls, spec: str | None, role: str, text_column: str | None = None) -> Media:
+    def open(
+        cls, spec: str | None, role: str, text_column: str | None = None, kind: str | None = None
+    ) -> Media:
         if not spec:
             return cls(None, f"the run records no {role} source, so no {role} items are shown")
         try:
-            ds = load_source(spec, text_column=text_column)
+            ds = load_source(spec, text_column=text_column, kind=kind)
         except (GMValuatorError, OSError) as exc:
             return cls(None, f"the {role} source {spec} could not be reopened ({exc})")
         note = None
@@ -101,8 +103,14 @@ class MediaSet:
         self.parts = parts
 
     @classmethod
-    def open(cls, specs: list[str | None], role: str, text_column: str | None = None) -> MediaSet:
-        return cls([Media.open(spec, role, text_column) for spec in specs])
+    def open(
+        cls,
+        specs: list[str | None],
+        role: str,
+        text_column: str | None = None,
+        kind: str | None = None,
+    ) -> MediaSet:
+        return cls([Media.open(spec, role, text_column, kind) for spec in specs])
 
     @property
     def kind(self) -> str | None:

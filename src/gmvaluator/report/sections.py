@@ -14,6 +14,11 @@ from gmvaluator.report.media import Media, MediaSet
 from gmvaluator.report.page import render
 
 LINKS = ("values.parquet", "attributions.parquet", "run.json", "config.json")
+#: Generated samples listed in a training item's panel, most credit first.
+PANEL_LIMIT = 50
+#: A generated sample that hands out less than this share of its credit is far from all
+#: training data (the calibrated credit rule's own mark; run.json may say otherwise).
+FAR_BELOW = 0.5
 
 
 def header(run: d.RunData, notes: list[str], anchors: list[str]) -> str:
@@ -37,7 +42,9 @@ def header(run: d.RunData, notes: list[str], anchors: list[str]) -> str:
         gen_src=inputs.get("generated", {}).get("source", cfg.get("generated", "?")),
         n_train=run.n_train,
         n_generated=run.n_generated,
-        embedder=cfg.get("embedder") or "default for the source kind",
+        embedder=rec.get("embedder") or cfg.get("embedder") or "default for the source kind",
+        metric=index.get("metric") or cfg.get("metric", "?"),
+        near=near,
         factory=index.get("factory", "?"),
         reason=index.get("reason", ""),
         recall_k=recall.get("k", run.k),
@@ -127,6 +134,7 @@ def _sample(
         "id": gid,
         "quality": q,
         "attributable": share,
+        "far": share is not None and share < _far_below(run),
         "label": None if gen_labels is None else _name(gen_labels[j], names),
         "media": _media(gen, gid, j),
         "contributors": contributors,
@@ -144,6 +152,9 @@ def items(
     others = att.loc[att["rank"] > 1, "distance"].to_numpy()
     extra = [c for c in ("density", "label", "contributor") if c in run.values]
     ranked = "density" in run.values
+    most, least = d.most_valuable(run.values, n), d.least_valuable(run.values, n)
+    far_below = _far_below(run)
+    shown_rows = list(dict.fromkeys([*most.index.tolist(), *least.index.tolist()]))
     return render(
         "items.html",
         matched=int(np.count_nonzero(run.values["n_matches"].to_numpy())),
@@ -159,8 +170,11 @@ def items(
         n=n,
         extra=extra,
         top=values.max(),
-        most=_item_rows(d.most_valuable(run.values, n), train, names, extra),
-        least=_item_rows(d.least_valuable(run.values, n), train, names, extra),
+        most=_item_rows(most, train, names, extra),
+        least=_item_rows(least, train, names, extra),
+        panels=_panels(run, shown_rows, train, far_below),
+        panel_limit=PANEL_LIMIT,
+        far_below=far_below,
         least_title="Last by rank" if ranked else "Least valuable (with credit)",
         least_note=(
             "The rank orders every item by a blend of its value and the density of generated "
@@ -194,6 +208,7 @@ def _item_rows(
     return [
         {
             "id": str(row.train_id),
+            "row": int(row.Index),
             "rank": row.rank,
             "media": _media(media, str(row.train_id), int(row.Index)),
             "value": float(row.value),
@@ -202,6 +217,58 @@ def _item_rows(
         }
         for row in rows.itertuples()
     ]
+
+
+def _far_below(run: d.RunData) -> float:
+    """The attributable share under which a generated sample is far from all training data."""
+    return float((run.run.get("credit") or {}).get("far_share_below", FAR_BELOW))
+
+
+def _panels(
+    run: d.RunData, rows: list[int], media: Media, far_below: float
+) -> list[dict[str, Any]]:
+    """For each training row shown, the generated samples that credited it: id, credit,
+    distance, the item's rank among the sample's matches, and whether the sample is far from
+    all training data (its attributable share under ``far_below``)."""
+    att = run.attributions
+    train_rows = att["train_row"].to_numpy()
+    positions = np.flatnonzero(np.isin(train_rows, rows))
+    share = None
+    if run.generated is not None and "share" in run.generated:
+        share = run.generated["share"].to_numpy()
+    credit = att["credit"].to_numpy()
+    by_row: dict[int, list[int]] = {}
+    for pos in positions[np.argsort(-credit[positions], kind="stable")]:
+        by_row.setdefault(int(train_rows[pos]), []).append(int(pos))
+    distance, rank = att["distance"].to_numpy(), att["rank"].to_numpy()
+    panels = []
+    for row in rows:
+        found = [p for p in by_row.get(int(row), []) if credit[p] > 0]
+        far = [share is not None and share[p // run.k] < far_below for p in found]
+        tid = str(run.values["train_id"].iloc[row])
+        panels.append(
+            {
+                "row": int(row),
+                "id": tid,
+                "media": _media(media, tid, int(row)),
+                "value": float(run.values["value"].iloc[row]),
+                "n_matches": len(found),
+                "n_far": int(sum(far)),
+                "more": len(found) > PANEL_LIMIT,
+                "credited": [
+                    {
+                        "id": str(run.generated_ids[p // run.k]),
+                        "shown": p // run.k,
+                        "credit": float(credit[p]),
+                        "distance": float(distance[p]),
+                        "rank": int(rank[p]),
+                        "far": is_far,
+                    }
+                    for p, is_far in zip(found[:PANEL_LIMIT], far, strict=False)
+                ],
+            }
+        )
+    return panels
 
 
 def contributors(run: d.RunData, n: int) -> str:

@@ -41,8 +41,11 @@ from gmvaluator import search as ix
 from gmvaluator.core.valuator import Valuator
 from gmvaluator.errors import InputError, check_param
 from gmvaluator.files import read_json, save_npy, write_json
+from gmvaluator.progress import bar
 
 DEFAULT_QUANTILE = 0.01
+#: The name of the calibration's progress bar.
+CALIBRATE_LABEL = "near copies: calibrate"
 CALIBRATION_SAMPLE = 2000
 #: Up to this many training items the calibration searches exactly; above, with the run's index.
 EXACT_MAX = 50_000
@@ -62,6 +65,8 @@ def calibrate(
     quantile: float = DEFAULT_QUANTILE,
     sample: int = CALIBRATION_SAMPLE,
     seed: int = 0,
+    *,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """The near-copy threshold of a fitted valuator's training set, and the rule behind it."""
     rows = _calibration_rows(valuator, quantile, sample, seed)
@@ -70,10 +75,13 @@ def calibrate(
     x = valuator.embeddings_
     n = len(x)
     q = np.ascontiguousarray(x[rows], dtype=np.float32)
+    label = CALIBRATE_LABEL
     if n <= EXACT_MAX:
-        dist, idx = ix.exact_search(np.asarray(x, dtype=np.float32), q, min(3, n), valuator.metric)
+        dist, idx = ix.exact_search(np.asarray(x, dtype=np.float32), q, min(3, n),
+                                    valuator.metric, progress=progress, label=label)  # fmt: skip
     else:  # the run's own index with exact re-rank: a missed neighbour only raises the bar
-        dist, idx = ix.search(valuator.faiss_index_, x, q, min(3, n), valuator.index_params_)
+        dist, idx = ix.search(valuator.faiss_index_, x, q, min(3, n), valuator.index_params_,
+                              progress=progress, label=label)  # fmt: skip
     # Drop each query's own row; with duplicates its own row may not come first.
     own = idx == rows[:, None]
     first_other = np.argmax(~own, axis=1)
@@ -130,10 +138,12 @@ def calibrate_descriptors(
     sample: int = CALIBRATION_SAMPLE,
     seed: int = 0,
     space: str = "",
+    *,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """The same rule as ``calibrate``, on (n, d) descriptors of the training items (cosine)."""
     v = Valuator(k=1, index="exact", metric="cosine").fit(train)
-    info = calibrate(v, quantile, sample, seed)
+    info = calibrate(v, quantile, sample, seed, progress=progress)
     info["rule"] = f"{info['rule']}; {space} descriptors"
     info["space"] = space
     return info
@@ -159,8 +169,9 @@ def pair_distances(generated: np.ndarray, train: np.ndarray, rows: np.ndarray) -
 
 
 def descriptors(
-    ds: Any, name: str, run_dir: Path | None, role: str, source_sha256: str | None = None
-) -> np.ndarray:
+    ds: Any, name: str, run_dir: Path | None, role: str, source_sha256: str | None = None,
+    *, progress: bool = False,
+) -> np.ndarray:  # fmt: skip
     """Descriptors of a dataset with embedder ``name``, cached in ``RUN/nearcopy/<role>.npy``
     next to a JSON of the source hash and the embedder that made them."""
     from gmvaluator.embed import embed_dataset, embedder_fingerprint, get_embedder
@@ -172,7 +183,7 @@ def descriptors(
         old = read_json(npy.with_suffix(".json"))
         if {key: old.get(key) for key in meta} == meta:
             return np.load(npy, allow_pickle=False)
-    vecs = embed_dataset(ds, embedder, progress=False)
+    vecs = embed_dataset(ds, embedder, progress=progress)
     if npy is not None and source_sha256 is not None:
         save_npy(npy, vecs)
         write_json(
@@ -292,11 +303,15 @@ class RowDescriptors:
     descriptor embedder, or None) before they are embedded, and new ones are added to it.
     """
 
-    def __init__(self, ds: Any, embedder: Any, cache: Any = None, batch_size: int = 32) -> None:
+    def __init__(
+        self, ds: Any, embedder: Any, cache: Any = None, batch_size: int = 32,
+        progress: bool = False,
+    ) -> None:  # fmt: skip
         self.ds = ds
         self.embedder = embedder
         self.cache = cache
         self.batch_size = batch_size
+        self.progress = progress  # a bar while rows are being described
         self._rows: dict[int, int] = {}
         self._vecs: np.ndarray | None = None
         self._lock = threading.Lock()  # the service asks from several threads
@@ -322,11 +337,14 @@ class RowDescriptors:
             found, cached = self.cache.get(keys)
         missing = rows[~found]
         items = self.ds.items
-        parts = [
-            np.asarray(self.embedder.embed_batch([items[int(r)] for r in part]), np.float32)
-            for part in np.array_split(missing, -(-len(missing) // self.batch_size) or 1)
-            if len(part)
-        ]
+        parts = []
+        desc = f"near copies: describe ({self.embedder.name})"
+        with bar(len(missing), desc, progress=self.progress) as shown:
+            for part in np.array_split(missing, -(-len(missing) // self.batch_size) or 1):
+                if len(part):
+                    batch = self.embedder.embed_batch([items[int(r)] for r in part])
+                    parts.append(np.asarray(batch, np.float32))
+                    shown.update(len(part))
         fresh = np.concatenate(parts) if parts else None
         dim = (fresh if fresh is not None else cached).shape[1]  # type: ignore[union-attr]
         out = np.empty((len(rows), dim), dtype=np.float32)
@@ -355,6 +373,8 @@ def calibrate_matched(
     neighbours: int = NEIGHBOURS,
     seed: int = 0,
     space: str = AUTO_EMBEDDER,
+    *,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """The near-copy threshold in a descriptor space known only for the rows asked for.
 
@@ -369,7 +389,9 @@ def calibrate_matched(
     x = valuator.embeddings_
     n = len(x)
     kn = min(n, neighbours + 1)
-    _, cand = valuator.candidates(np.asarray(x[rows], dtype=np.float32), kn, exact=True)
+    _, cand = valuator.candidates(
+        np.asarray(x[rows], dtype=np.float32), kn, exact=True, progress=progress
+    )
     valid = (cand >= 0) & (cand != rows[:, None])
     uniq = np.unique(np.concatenate([rows, cand[valid]]))
     source_rows = uniq if keep is None else np.asarray(keep)[uniq]

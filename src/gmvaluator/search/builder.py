@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from gmvaluator.progress import bar
 from gmvaluator.search.distance import candidate_distances
 from gmvaluator.search.params import DEFAULT_TARGET_RECALL, IndexParams
 from gmvaluator.search.topk import exact_search, recall_at_k, top_k
@@ -34,8 +35,16 @@ AUTO_PQ_ITERATIONS = 10
 _ADD_BLOCK = 1 << 14
 
 
-def build(x: np.ndarray, params: IndexParams, seed: int = 0) -> Any:
-    """Build and train the faiss index described by ``params`` over prepared vectors ``x``."""
+def build(x: np.ndarray, params: IndexParams, seed: int = 0, *, progress: bool = False) -> Any:
+    """Build and train the faiss index described by ``params`` over prepared vectors ``x``.
+
+    ``progress``: a bar of the rows added, which says when the codebooks are being trained.
+    """
+    with bar(len(x), f"index build ({params.kind})", progress=progress, unit="vec") as shown:
+        return _build(x, params, seed, shown)
+
+
+def _build(x: np.ndarray, params: IndexParams, seed: int, shown: Any) -> Any:
     import faiss
 
     metric = (
@@ -58,8 +67,10 @@ def build(x: np.ndarray, params: IndexParams, seed: int = 0) -> Any:
         if params.target_recall is not None and hasattr(index, "pq"):
             index.pq.cp.max_points_per_centroid = AUTO_PQ_POINTS_PER_CENTROID
             index.pq.cp.niter = AUTO_PQ_ITERATIONS
+        shown.set_postfix_str(f"training on {len(sample)} vectors")
         index.train(np.ascontiguousarray(sample))
-    add_rows(index, x)
+        shown.set_postfix_str("adding")
+    add_rows(index, x, shown.update)
     return index
 
 
@@ -71,10 +82,13 @@ def set_nprobe(index: Any, params: IndexParams) -> None:
         faiss.extract_index_ivf(index).nprobe = params.nprobe
 
 
-def add_rows(index: Any, x: np.ndarray) -> None:
-    """Add the rows of ``x`` to a trained index, block by block."""
+def add_rows(index: Any, x: np.ndarray, tick: Any = None) -> None:
+    """Add the rows of ``x`` to a trained index, block by block; ``tick(n)`` after each."""
     for start in range(0, len(x), _ADD_BLOCK):
-        index.add(np.ascontiguousarray(x[start : start + _ADD_BLOCK]))
+        block = np.ascontiguousarray(x[start : start + _ADD_BLOCK])
+        index.add(block)
+        if tick is not None:
+            tick(len(block))
 
 
 def _seed_faiss(index: Any, seed: int) -> None:
@@ -98,18 +112,20 @@ def build_tuned(
     seed: int = 0,
     sample: int = 1000,
     fixed: Collection[str] = (),
+    progress: bool = False,
 ) -> tuple[Any, IndexParams]:
     """``build``, then for ``auto`` (params with a ``target_recall``) tune it to that target.
 
     Returns (index, params): the params record the tuned nprobe and K', the held-out recall
     they reached and, in ``reason``, why. Settings named in ``fixed`` are left as given.
+    ``progress``: bars of the build and of the tuning.
     """
-    index = build(x, params, seed)
+    index = build(x, params, seed, progress=progress)
     if params.target_recall is None:
         return index, params
     if params.kind == "exact":
         return index, replace(params, heldout_recall=1.0, heldout_queries=0)
-    return _tune(index, x, params, k, sample, seed, fixed)
+    return _tune(index, x, params, k, sample, seed, fixed, progress)
 
 
 def _tune(
@@ -120,6 +136,7 @@ def _tune(
     sample: int,
     seed: int,
     fixed: Collection[str],
+    progress: bool = False,
 ) -> tuple[Any, IndexParams]:
     """The cheapest (nprobe, K') whose recall@k on held-out queries reaches the target.
 
@@ -136,7 +153,10 @@ def _tune(
     rng = np.random.default_rng(seed + 1)
     rows = np.sort(rng.choice(n, min(sample, n), replace=False))
     q = np.ascontiguousarray(x[rows])
-    truth = _leave_one_out(exact_search(x, q, k + 1, params.metric)[1], rows, k)
+    truth = _leave_one_out(
+        exact_search(x, q, k + 1, params.metric, progress=progress, label="index tune: exact")[1],
+        rows, k,
+    )  # fmt: skip
     ivf = faiss.extract_index_ivf(index)
     nlist = ivf.nlist
     probes = [params.nprobe] if "nprobe" in fixed else _doubling(1, nlist)
@@ -144,28 +164,31 @@ def _tune(
     kps = [kp for kp in kps if kp is not None and kp <= MAX_TUNED_CANDIDATES] or [k]
     per_list = n / nlist * (params.m or 1)
     best: tuple[float, int, int, float] | None = None
-    for probe in probes:
-        if probe is None or (best is not None and probe * per_list >= best[0]):
-            break
-        ivf.nprobe = probe
-        _, found = index.search(q, min(n, kps[-1] + 1))
-        cand = found.astype(np.int64)
-        dist, last = np.empty((len(q), 0)), -1.0
-        for kp in kps:
-            cost = probe * per_list + kp * dim
-            if best is not None and cost >= best[0]:
+    with bar(len(probes), "index tune", progress=progress, unit="nprobe") as shown:
+        for probe in probes:
+            if probe is None or (best is not None and probe * per_list >= best[0]):
                 break
-            # Exact distances only for the candidates not scored yet (K' doubles each step).
-            more = cand[:, dist.shape[1] : kp + 1]
-            dist = np.hstack([dist, candidate_distances(x, q, more, params.metric)])
-            _, got = top_k(dist, cand[:, : dist.shape[1]], k + 1)
-            recall = recall_at_k(_leave_one_out(got, rows, k), truth)
-            if recall >= target:
-                best = (cost, probe, kp, recall)
-                break
-            if recall <= last + 1e-3:  # more candidates no longer help: more lists must
-                break
-            last = recall
+            shown.set_postfix_str(f"nprobe={probe}")
+            ivf.nprobe = probe
+            _, found = index.search(q, min(n, kps[-1] + 1))
+            cand = found.astype(np.int64)
+            dist, last = np.empty((len(q), 0)), -1.0
+            for kp in kps:
+                cost = probe * per_list + kp * dim
+                if best is not None and cost >= best[0]:
+                    break
+                # Exact distances only for the candidates not scored yet (K' doubles each step).
+                more = cand[:, dist.shape[1] : kp + 1]
+                dist = np.hstack([dist, candidate_distances(x, q, more, params.metric)])
+                _, got = top_k(dist, cand[:, : dist.shape[1]], k + 1)
+                recall = recall_at_k(_leave_one_out(got, rows, k), truth)
+                if recall >= target:
+                    best = (cost, probe, kp, recall)
+                    break
+                if recall <= last + 1e-3:  # more candidates no longer help: more lists must
+                    break
+                last = recall
+            shown.update(1)
     if best is None:
         exact = replace(
             params, kind="exact", factory="Flat", m=None, nbits=None, nlist=None, nprobe=None,
@@ -173,7 +196,7 @@ def _tune(
             reason=f"{params.reason}; no ivfpq setting tried reached held-out recall@{k} "
             f"{target}, so exact",
         )  # fmt: skip
-        return build(x, exact, seed), exact
+        return build(x, exact, seed, progress=progress), exact
     _, probe, kp, recall = best
     ivf.nprobe = probe
     why = (

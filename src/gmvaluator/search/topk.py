@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from gmvaluator.errors import InputError
+from gmvaluator.progress import bar
 from gmvaluator.search.distance import candidate_distances, float32_distances
 from gmvaluator.search.params import IndexParams
 
@@ -107,18 +108,21 @@ def search_block(
 
 
 def search(
-    index: Any, x: np.ndarray, q: np.ndarray, k: int, params: IndexParams
-) -> tuple[np.ndarray, np.ndarray]:
+    index: Any, x: np.ndarray, q: np.ndarray, k: int, params: IndexParams, *,
+    progress: bool = False, label: str = "search top-k",
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Top-k (distances float64, training rows int64) of prepared queries ``q``.
 
     Queries go in batches through ``search_block``, so memory holds one batch's candidate
-    lists, never all of them.
+    lists, never all of them. ``progress``: a bar named ``label``, one step per batch.
     """
     out_d = np.empty((len(q), k), dtype=np.float64)
     out_i = np.empty((len(q), k), dtype=np.int64)
-    for s in range(0, len(q), _SEARCH_BATCH):
-        batch = slice(s, s + _SEARCH_BATCH)
-        out_d[batch], out_i[batch] = search_block(index, x, q[batch], k, params)
+    with bar(len(q), label, progress=progress, unit="query") as shown:
+        for s in range(0, len(q), _SEARCH_BATCH):
+            batch = slice(s, s + _SEARCH_BATCH)
+            out_d[batch], out_i[batch] = search_block(index, x, q[batch], k, params)
+            shown.update(len(out_d[batch]))
     return out_d, out_i
 
 
@@ -137,13 +141,22 @@ def index_search(
 
 
 def exact_search(
-    x: np.ndarray, q: np.ndarray, k: int, metric: str, block: int = 256
-) -> tuple[np.ndarray, np.ndarray]:
+    x: np.ndarray, q: np.ndarray, k: int, metric: str, block: int = 256, *,
+    progress: bool = False, label: str = "exact search",
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Brute-force top-k with numpy (the oracle against which recall is measured).
 
     Scores ``block`` queries against ``_EXACT_BLOCK`` training rows at a time and keeps a
     running top-(k + 8) per query, so memory stays bounded for any n (x may be memory-mapped).
+    ``progress``: a bar named ``label``, one step per block of queries.
     """
+    with bar(len(q), label, progress=progress, unit="query") as shown:
+        return _exact_blocks(x, q, k, metric, block, shown.update)
+
+
+def _exact_blocks(
+    x: np.ndarray, q: np.ndarray, k: int, metric: str, block: int, tick: Any
+) -> tuple[np.ndarray, np.ndarray]:
     kp = min(len(x), k + _RERANK_MARGIN)
     out_d = np.empty((len(q), k), dtype=np.float64)
     out_i = np.empty((len(q), k), dtype=np.int64)
@@ -164,6 +177,7 @@ def exact_search(
                 best_s = np.take_along_axis(best_s, part, axis=1)
                 best_i = np.take_along_axis(best_i, part, axis=1)
         out_d[s : s + len(qb)], out_i[s : s + len(qb)] = rerank(x, qb, best_i, k, metric)
+        tick(len(qb))
     return out_d, out_i
 
 

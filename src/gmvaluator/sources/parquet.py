@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from gmvaluator.errors import InputError
 from gmvaluator.skips import on_bad_item
-from gmvaluator.sources._columns import ITEM_COLUMNS, as_embeddings, item_columns
+from gmvaluator.sources._columns import ITEM_COLUMNS, as_embeddings
 from gmvaluator.sources.base import Dataset, ImageItems, Kind
 
 COLUMN_NAMES: dict[Kind, tuple[str, ...]] = {
@@ -126,30 +126,19 @@ def read_parquet(path: str | Path, *, text_column: str | None = None) -> Dataset
         raise InputError(f"cannot read {path} as Parquet: {exc}. Is it a Parquet file?") from exc
     if table.num_rows == 0:
         raise InputError(f"{path} holds no rows. Point it at a non-empty Parquet file.")
-    rows = _kept_rows(null, path, data_col)
-    if len(rows) < table.num_rows:
-        table = table.take(pa.array(rows))
-    n = len(rows)
     cw = f"{path} column {data_col!r}"
-    if kind == "image":
-        items: object = ImageItems(blobs=ParquetBlobs(path, data_col, rows), names=None)
-    else:
-        items = {"embedding": _embeddings, "text": _texts}[kind](table.column(data_col), cw)
-    ids, labels, contributors = item_columns(
-        {c: _optional(table, c, path) for c in OPTIONAL_COLUMNS},
-        n,
-        f"{path} column",
+    table, rows = kept_table(table, null, cw)
+    from gmvaluator.sources.tables import table_dataset  # tables reads its columns from here
+
+    def items(ids: np.ndarray) -> object:  # a bad image is named by its id
+        if kind == "image":
+            return ImageItems(blobs=ParquetBlobs(path, data_col, rows), names=[str(i) for i in ids])
+        return {"embedding": _embeddings, "text": _texts}[kind](table.column(data_col), cw)
+
+    return table_dataset(
+        where, kind, len(rows), table, data_col, items,
         lambda: np.array([f"row-{i}" for i in rows], dtype=str),
-    )
-    return Dataset(
-        name=where,
-        kind=kind,
-        ids=ids,
-        items=items,
-        labels=labels,
-        contributors=contributors,
-        extra={c: _to_numpy(table.column(c)) for c in extras},
-    )
+    )  # fmt: skip
 
 
 class ParquetBlobs(Sequence[bytes]):
@@ -217,12 +206,17 @@ def _nulls(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return np.asarray(pc.is_null(col).to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _kept_rows(null: np.ndarray, path: Path, data_col: str) -> np.ndarray:
-    """Rows with data; a null row raises, or is reported and dropped under --on-error skip."""
+def kept_table(table: pa.Table, null: np.ndarray, where: str) -> tuple[pa.Table, np.ndarray]:
+    """The rows of ``table`` with data and their numbers (``null`` marks the empty ones of the
+    data column ``where``): an empty row raises, or is reported and dropped under --on-error
+    skip."""
     for row in np.flatnonzero(null):
-        msg = f"{path} column {data_col!r} is empty (null) at row {row}. Fill or drop that row."
+        msg = f"{where} is empty (null) at row {row}. Fill or drop that row."
         on_bad_item(f"row-{row}", InputError(msg))
-    return np.flatnonzero(~null)
+    rows = np.flatnonzero(~null)
+    if len(rows) < table.num_rows:
+        table = table.take(pa.array(rows))
+    return table, rows
 
 
 def _is_scalar(t: pa.DataType) -> bool:

@@ -34,7 +34,8 @@ def embed_stage_ray(
     cache: str | Path | None = None,
 ) -> Embedded:
     """``engines.local.embed_stage`` with the missing shards computed by Ray Data tasks."""
-    from gmvaluator.embed import default_embedder, get_embedder
+    from gmvaluator.embed import default_embedder
+    from gmvaluator.embed.registry import run_embedder
     from gmvaluator.embed.shards import reset_if_stale, shard_meta, shard_paths
     from gmvaluator.skips import current, source_label
     from gmvaluator.sources import content_hash, load_source
@@ -45,13 +46,12 @@ def embed_stage_ray(
         raise InputError("--engine ray needs a run folder (--out) that its workers can write.")
     t0 = time.perf_counter()
     with source_label(role):
-        ds = load_source(spec, text_column=cfg.text_column)
+        ds = load_source(spec, text_column=cfg.text_column, kind=cfg.source_kind(role))
         name = cfg.embedder or default_embedder(ds.kind)
         source = {"role": role, "source": spec, "source_sha256": content_hash(ds), "n": len(ds)}
         # the local stage reads this folder next: the same meta, or it would redo every shard
-        meta = shard_meta(
-            source, get_embedder(name), cfg.shard_size, cfg.metric, cfg.embedding_dtype
-        )
+        embedder = run_embedder(name, runtime=cfg.runtime)
+        meta = shard_meta(source, embedder, cfg.shard_size, cfg.metric, cfg.embedding_dtype)
     folder = embeddings_folder(run_dir, role)
     reset_if_stale(folder, meta)
     todo = [
@@ -83,14 +83,14 @@ def embed_shards(
     on_error: str,
 ) -> dict[str, np.ndarray]:
     """Embed the shards described in ``batch`` (a Ray Data task on a worker)."""
-    from gmvaluator.embed import get_embedder
+    from gmvaluator.embed.registry import run_embedder
     from gmvaluator.embed.shards import embed_shard, save_shard
     from gmvaluator.skips import collect_skips, source_label
     from gmvaluator.sources import load_source
 
     with collect_skips(on_error), source_label(role):
-        ds = load_source(spec, text_column=cfg.text_column)
-        embedder = get_embedder(embedder_name)
+        ds = load_source(spec, text_column=cfg.text_column, kind=cfg.source_kind(role))
+        embedder = run_embedder(embedder_name, runtime=cfg.runtime)
         for number, start, stop in zip(batch["number"], batch["start"], batch["stop"], strict=True):
             done = embed_shard(ds, embedder, int(start), int(stop), cfg.batch_size, cfg.metric)
             save_shard(Path(folder), int(number), *done, dtype=cfg.embedding_dtype)
