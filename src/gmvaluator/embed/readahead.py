@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gmvaluator.embed.base import Embedder
+from gmvaluator.embed.timing import timed
 from gmvaluator.sources.base import Dataset
 
 
@@ -84,7 +85,8 @@ def _collect(ds: Any, embedder: Any, start: int, stop: int) -> tuple[Any, Any] |
     if pending is None:
         return None
     try:
-        loaded = pending.future.result()
+        with timed("wait"):
+            loaded = pending.future.result()
     except Exception:
         return None  # loaded again in the foreground, so that the error is raised there
     hit = pending.ds is ds and pending.embedder is embedder
@@ -95,13 +97,15 @@ def load(ds: Dataset, embedder: Embedder, start: int, stop: int) -> tuple[Any, A
     """The items of rows [start, stop), and the embedder's prepared batch when it has one.
 
     Texts that are not all strings are left unprepared: the caller names the bad item."""
-    items = _take(ds, embedder, start, stop)
+    with timed("load"):
+        items = _take(ds, embedder, start, stop)
     prepare = getattr(embedder, "prepare_batch", None)
     if prepare is None or not hasattr(embedder, "embed_prepared"):
         return items, None
     if ds.kind == "text" and not all(isinstance(t, str) for t in items):
         return items, None
-    return items, prepare(items)
+    with timed("preprocess"):
+        return items, prepare(items)
 
 
 def _take(ds: Dataset, embedder: Embedder, start: int, stop: int) -> Any:

@@ -61,6 +61,30 @@ def get_embedder(name: str, **options: Any) -> Embedder:
     return embedder
 
 
+def run_embedder(
+    name: str, *, runtime: str = "auto", device: str = "auto", threads: int | None = None
+) -> Embedder:
+    """``get_embedder(name)`` with a run's ``runtime``, ``device`` and ``threads``, each given
+    to the built-in embedders whose constructor takes it (the others have no such choice).
+    Asking a specific runtime or device of an embedder that has none is an error."""
+    prefix, sep, _ = name.partition(":")
+    cls = None if sep and prefix in _HUB_PREFIXES else _EMBEDDERS.get(name)
+    accepted = set() if cls is None else set(inspect.signature(cls).parameters)
+    wanted = {"runtime": runtime, "device": device, "threads": threads}
+    # any embedder runs on the CPU; only a runtime or a GPU it cannot honour is an error
+    for option, fine in (("runtime", ("auto",)), ("device", ("auto", "cpu"))):
+        if cls is not None and option not in accepted and wanted[option] not in fine:
+            raise InputError(
+                f"embedder {name!r} has no {option} to choose; --{option} {wanted[option]} "
+                f"applies to: {', '.join(_taking(option))}. Leave --{option} at auto."
+            )
+    return get_embedder(name, **{k: v for k, v in wanted.items() if k in accepted})
+
+
+def _taking(option: str) -> list[str]:
+    return sorted(n for n, c in _EMBEDDERS.items() if option in inspect.signature(c).parameters)
+
+
 def default_embedder(kind: str) -> str:
     """The name of the embedder used for a kind of source when none is chosen."""
     if kind not in _DEFAULTS:

@@ -15,8 +15,8 @@ so a run killed at any point resumes from the last finished shard and redoes not
 from __future__ import annotations
 
 import shutil
-import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from gmvaluator.embed.base import Embedder
 from gmvaluator.embed.cache import EmbeddingCache, item_keys
 from gmvaluator.embed.dataset import _embed_batch, embedder_fingerprint
 from gmvaluator.embed.registry import check_kind
+from gmvaluator.embed.timing import timed
 from gmvaluator.errors import InputError
 from gmvaluator.files import atomic_path, read_json, save_npy, write_json
 from gmvaluator.resources import check_resources
@@ -63,27 +64,30 @@ def embed_sharded(
     n = len(ds)
     starts = list(range(0, n, shard_size))
     parts, kept, reused, seconds = [], [], 0, 0.0
-    from tqdm import tqdm
+    from gmvaluator.progress import bar as progress_bar
 
     desc = f"embed {ds.name} ({embedder.name})"
-    with tqdm(total=n, desc=desc, unit="item", disable=not progress, file=sys.stderr) as bar:
+    with progress_bar(n, desc, progress=progress) as bar:
         for number, start in enumerate(starts):
             stop = min(n, start + shard_size)
             done = _load_shard(folder, number)
             if done is None:
                 t0 = time.perf_counter()
-                done = embed_shard(ds, embedder, start, stop, batch_size, metric, cache)
+                done = embed_shard(
+                    ds, embedder, start, stop, batch_size, metric, cache, tick=bar.update
+                )
                 seconds += time.perf_counter() - t0
-                save_shard(folder, number, *done, dtype=dtype)
+                with timed("write"):
+                    save_shard(folder, number, *done, dtype=dtype)
             else:
                 reused += 1
                 current().rows.extend((current().source, i, r) for i, r in done[2])
+                bar.update(stop - start)
             vecs, rows, _ = done
             if number == 0 and len(vecs):
                 check_resources(n, vecs.shape[1], folder, np.dtype(dtype).itemsize)
             parts.append(np.load(shard_paths(folder, number)[0], mmap_mode="r"))
             kept.append(rows)
-            bar.update(stop - start)
     return _assemble(ds, folder, parts, kept, seconds, reused, len(starts), dtype)
 
 
@@ -139,19 +143,22 @@ def _join_on_disk(parts: list[np.ndarray], path: Path, dtype: str = "float32") -
 
 def embed_shard(
     ds: Dataset, embedder: Embedder, start: int, stop: int, batch_size: int, metric: str,
-    cache: EmbeddingCache | None = None,
+    cache: EmbeddingCache | None = None, tick: Callable[[int], Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:  # fmt: skip
-    """Rows [start, stop) of ``ds``: (vectors, the rows that embedded, (id, reason) skipped)."""
+    """Rows [start, stop) of ``ds``: (vectors, the rows that embedded, (id, reason) skipped).
+    ``tick(n)`` is called as each batch of n rows is done (a progress bar's ``update``)."""
+    tick = tick or _no_tick
     before = len(current().rows)
     vecs: list[np.ndarray] = []
     rows: list[np.ndarray] = []
     if cache is not None:
-        vecs, rows = _embed_cached(ds, embedder, start, stop, batch_size, metric, cache)
+        vecs, rows = _embed_cached(ds, embedder, start, stop, batch_size, metric, cache, tick)
     else:
         for lo in range(start, stop, batch_size):
             v, r = embed_rows(ds, embedder, lo, min(stop, lo + batch_size), metric)
             vecs.append(v)
             rows.append(r)
+            tick(min(stop, lo + batch_size) - lo)
     skipped = [(i, reason) for _, i, reason in current().rows[before:]]
     nonempty = [v for v in vecs if len(v)]
     dim = nonempty[0].shape[1] if nonempty else 0
@@ -162,13 +169,14 @@ def embed_shard(
 
 def _embed_cached(
     ds: Dataset, embedder: Embedder, start: int, stop: int, batch_size: int, metric: str,
-    cache: EmbeddingCache,
+    cache: EmbeddingCache, tick: Callable[[int], Any],
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:  # fmt: skip
     """Rows [start, stop): cached vectors where the cache has them, the rest embedded and added
     to the cache. Returns the parts in row order."""
     every = np.arange(start, stop)
     keys = item_keys(ds, every)
     found, hit_vecs = cache.get(keys)
+    tick(int(found.sum()))
     vecs, rows = [], []
     if hit_vecs is not None:
         hit_rows = every[found]
@@ -182,12 +190,14 @@ def _embed_cached(
         new_vecs, new_rows = [], []
         for lo in range(0, len(miss), batch_size):
             v, r = embed_rows(sub, embedder, lo, min(len(miss), lo + batch_size), metric)
+            tick(min(len(miss), lo + batch_size) - lo)
             if len(r):
                 new_vecs.append(v)
                 new_rows.append(r)
         if new_rows:
             v, r = np.concatenate(new_vecs), np.concatenate(new_rows)
-            cache.put(keys[~found][r], v)
+            with timed("write"):
+                cache.put(keys[~found][r], v)
             vecs.append(v)
             rows.append(miss[r])
     if len(rows) > 1:
@@ -195,6 +205,10 @@ def _embed_cached(
         order = np.argsort(all_rows, kind="stable")
         return [np.concatenate(vecs)[order]], [all_rows[order]]
     return vecs, rows
+
+
+def _no_tick(n: int) -> None:
+    return None
 
 
 def embed_rows(

