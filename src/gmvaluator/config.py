@@ -9,7 +9,7 @@ derive from it.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import Field, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,6 +32,16 @@ def _setting(
     ``Valuator`` parameter that it sets, if any."""
     meta = {"help": about, "choices": tuple(choices), "shown": shown, "valuator": valuator}
     return field(default=default, metadata=meta)
+
+
+def _kind_setting(role: str) -> Any:
+    """``train_kind`` / ``generated_kind``: what a source holds (None: tell from the source)."""
+    return _setting(
+        None,
+        f"What the {role} source holds (settles whether a .txt lists image paths or texts)",
+        choices=("auto", "image", "text", "embedding"),
+        shown="auto",
+    )
 
 
 @dataclass(frozen=True)
@@ -101,11 +111,29 @@ class ValueConfig:
     )
     seed: int = _setting(0, "Random seed", valuator="random_state")
     text_column: str | None = _setting(None, "Text column of Parquet/JSONL")
+    train_kind: str | None = _kind_setting("training")
+    generated_kind: str | None = _kind_setting("generated")
     shard_size: int = _setting(4096, "Items per embedding shard (what a killed run resumes)")
     embedding_dtype: str = _setting(
         "float32",
         "Number type of the stored embeddings (float16 halves disk and page cache)",
         choices=("float32", "float16"),
+    )
+    threads: int | None = _setting(
+        None,
+        "CPU threads of the embedders, faiss and the re-rank (the values do not change)",
+        shown="OMP_NUM_THREADS, else every usable core",
+    )
+    device: str = _setting(
+        "auto",
+        "Where the embedders run (auto: a usable GPU, else the CPU)",
+        choices=("auto", "cpu", "cuda"),
+    )
+    runtime: str = _setting(
+        "auto",
+        "How the built-in torch embedders run (auto: onnx when installed; onnx: ONNX Runtime, "
+        "checked against torch on first use; torch: the reference)",
+        choices=("auto", "onnx", "torch"),
     )
     rerank: str = _setting(
         "exact",
@@ -117,6 +145,33 @@ class ValueConfig:
         "How quality scores become q_j",
         choices=("raw", "minmax", "rank", "divide-by-max"),
     )
+    model: str | None = _setting(
+        None,
+        "Model file (.py defining load_model) whose gradients re-score each generated sample's "
+        "shortlist: the model-aware values",
+        shown="none: training-free values",
+    )
+    checkpoints: str | None = _setting(
+        None,
+        "Comma-separated checkpoints, each given to the model file's load_model: an ensemble",
+        shown="the model file's own",
+    )
+    model_output: str = _setting(
+        "loss", "Model-aware: the function differentiated on the generated samples"
+    )
+    shortlist: int = _setting(200, "Model-aware: candidates re-scored per generated sample")
+    by_label: str = _setting(
+        "auto",
+        "Model-aware: shortlist only training items of the generated sample's label (auto: when "
+        "both sides have labels)",
+        choices=("auto", "yes", "no"),
+    )
+    ridge: float = _setting(
+        100.0, "Model-aware: ridge lambda, as a multiple of the kernel's mean eigenvalue"
+    )
+    draws: int = _setting(8, "Model-aware: noise draws averaged per training item")
+    output_draws: int = _setting(32, "Model-aware: noise draws averaged per generated sample")
+    gradient_dim: int = _setting(2048, "Model-aware: dimensions of the projected gradients")
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> ValueConfig:
@@ -131,8 +186,16 @@ class ValueConfig:
             if f.metadata["valuator"] is not None
         }
 
+    def source_kind(self, role: str) -> str | None:
+        """The kind asked of the source of ``role`` (``train``, or a generated batch)."""
+        return self.train_kind if role == "train" else self.generated_kind
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+#: Settings that change the speed of a run, not its numbers: a run resumes under other values.
+SPEED_ONLY = ("threads", "device")
 
 
 def setting(name: str) -> Field[Any]:
@@ -168,11 +231,17 @@ def shown_default(name: str) -> str | None:
     return None if f.default is None else str(f.default)
 
 
-def load_config(path: str | Path | None = None, **flags: Any) -> ValueConfig:
-    """Defaults, updated by the ``[value]`` table of a TOML file, then by non-None flags."""
+def load_config(
+    path: str | Path | None = None, *, command_keys: Collection[str] = (), **flags: Any
+) -> ValueConfig:
+    """Defaults, updated by the ``[value]`` table of a TOML file, then by non-None flags.
+
+    ``command_keys`` are the table's other keys that the calling command takes itself (its
+    flags that are not settings); they are accepted and left to it."""
     cfg = ValueConfig()
     if path is not None:
-        cfg = replace(cfg, **_read_toml(Path(path)))
+        table = read_value_table(Path(path), command_keys)
+        cfg = replace(cfg, **{key: v for key, v in table.items() if key in _FIELDS})
     given = {key: v for key, v in flags.items() if v is not None}
     unknown = sorted(set(given) - set(_FIELDS))
     if unknown:
@@ -198,7 +267,10 @@ def parse_temperature(value: Any) -> float | str:
     return t
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def read_value_table(path: str | Path, command_keys: Collection[str] = ()) -> dict[str, Any]:
+    """The ``[value]`` table of a TOML file (or its top level), checked to hold only settings
+    and ``command_keys``."""
+    path = Path(path)
     if not path.is_file():
         raise InputError(f"config file {path} does not exist. Check the --config path.")
     try:
@@ -206,10 +278,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"config file {path} is not valid TOML: {exc}.") from exc
     table = data.get("value", data)
-    unknown = sorted(set(table) - set(_FIELDS))
+    known = set(_FIELDS) | set(command_keys)
+    unknown = sorted(set(table) - known)
     if unknown:
         raise InputError(
-            f"config file {path} has unknown keys {unknown}; known keys are {sorted(_FIELDS)}."
+            f"config file {path} has unknown keys {unknown}; known keys are {sorted(known)}."
         )
     return dict(table)
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gmvaluator.cli.common import handle_errors, setting_option
+from gmvaluator.cli.common import EMBEDDERS, handle_errors, setting_option
 
 app = typer.Typer(
     name="evaluate",
@@ -25,7 +25,19 @@ Train = Annotated[
         help="Labelled image source, e.g. builtin:digits or builtin:fashion-mnist[:5000]."
     ),
 ]
-EvalOut = Annotated[Path, typer.Option("--out", help="Run folder; results go to OUT/eval/.")]
+EvalRun = Annotated[
+    Path | None,
+    typer.Argument(
+        metavar="RUN",
+        help="Run folder; results go to RUN/eval/. Required.",
+        show_default=False,
+    ),
+]
+# The older spelling of RUN, kept working but out of the help.
+EvalOut = Annotated[Path | None, typer.Option("--out", hidden=True)]
+# Several k: the same --k as every other command, as a comma-separated list; --ks is the older
+# spelling, kept working but out of the help.
+KsAlias = Annotated[str | None, typer.Option("--ks", hidden=True)]
 Generator = Annotated[
     str, typer.Option(help="Reference generator family: cvae, gmm, gan or diffusion.")
 ]
@@ -33,7 +45,9 @@ Seeds = Annotated[int, typer.Option(help="Generator seeds (0..N-1).")]
 Draws = Annotated[int, typer.Option(help="Draws of the generated set per seed.")]
 PerClass = Annotated[int, typer.Option(help="Generated samples per class per draw.")]
 Epochs = Annotated[int | None, typer.Option(help="Generator epochs (default: by data size).")]
-EmbedderOpt = Annotated[str, typer.Option("--embedder", help="Embedder of the default pipeline.")]
+EmbedderOpt = Annotated[
+    str, typer.Option("--embedder", help=f"Embedder of the default pipeline: {EMBEDDERS}.")
+]
 Baselines = Annotated[
     bool,
     typer.Option(
@@ -44,19 +58,57 @@ KOpt = Annotated[int, setting_option("k", "--k", own_default=True)]
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace an existing result file.")]
 
 
-def _valuers(embedder: str, with_baselines: bool) -> list[Any]:
+ModelAware = Annotated[
+    bool,
+    typer.Option(
+        help="Also run the model-aware valuer: the shortlist re-scored by the generator's "
+        "gradients (needs a family with a loss: cvae, gmm excluded, diffusion)."
+    ),
+]
+ModelOutput = Annotated[
+    str,
+    typer.Option(help="Model-aware: the output function differentiated on generated samples."),
+]
+
+
+def _valuers(
+    embedder: str, with_baselines: bool, model_aware: bool = False, output: str = "loss"
+) -> list[Any]:
     from gmvaluator.evaluate import ValuerSpec, baselines
 
-    return baselines(embedder) if with_baselines else [ValuerSpec("default", embedder=embedder)]
+    specs = baselines(embedder) if with_baselines else [ValuerSpec("default", embedder=embedder)]
+    return specs + [_model_aware(embedder, output)] * model_aware
 
 
-def _target(out: Path, criterion: str, overwrite: bool) -> Path:
+def _model_aware(embedder: str, output: str) -> Any:
+    from gmvaluator.evaluate import ValuerSpec
+    from gmvaluator.modelaware.rescore import RescoreSettings
+
+    return ValuerSpec("model-aware", embedder=embedder, rescore=RescoreSettings(output=output))
+
+
+def _peers(names: str) -> Any:
+    """The published attributors named by ``--peers`` (none: no peers)."""
+    if names == "none":
+        return None
+    from gmvaluator.evaluate.peers import lds_peers
+
+    return lds_peers(_names(names, "--peers"))
+
+
+def _target(run: Path | None, out: Path | None, criterion: str, overwrite: bool) -> Path:
+    """RUN/eval/<criterion>.json, checked not to exist (unless ``overwrite``)."""
     from gmvaluator.errors import InputError
     from gmvaluator.run.folder import RunFolder
 
-    path = RunFolder(out).evaluation(criterion)
+    if run is not None and out is not None and run != out:
+        raise InputError(f"RUN {run} and --out {out} name two folders. Give one of them.")
+    folder = run if run is not None else out
+    if folder is None:
+        raise InputError(f"evaluate {criterion} needs RUN, the folder to write results to.")
+    path = RunFolder(folder).evaluation(criterion)
     if path.exists() and not overwrite:
-        raise InputError(f"{path} already exists; use another --out folder or pass --overwrite.")
+        raise InputError(f"{path} already exists; use another RUN folder or pass --overwrite.")
     return path
 
 
@@ -84,9 +136,11 @@ def _data(train: str) -> tuple[Any, Any]:
 @app.command("c1")
 @handle_errors
 def c1(
-    out: EvalOut,
+    run: EvalRun = None,
+    out: EvalOut = None,
     train: Train = "builtin:digits",
-    ks: Annotated[str, typer.Option("--ks", help="Comma-separated k values.")] = "10,30,50,100",
+    k: Annotated[str, typer.Option("--k", help="Comma-separated k values.")] = "10,30,50,100",
+    ks: KsAlias = None,
     generator: Generator = "cvae",
     seeds: Seeds = 2,
     draws: Draws = 2,
@@ -94,18 +148,20 @@ def c1(
     epochs: Epochs = None,
     embedder: EmbedderOpt = "pixels",
     baselines: Baselines = True,
+    model_aware: ModelAware = False,
+    model_output: ModelOutput = "loss",
     overwrite: OverwriteOpt = False,
 ) -> None:
     """C1: share of each generated sample's top-k contributors with its class."""
     from gmvaluator.evaluate.experiments import run_identical
 
-    path = _target(out, "c1", overwrite)
+    path = _target(run, out, "c1", overwrite)
     x, y = _data(train)
     res = run_identical(
         x,
         y,
-        _valuers(embedder, baselines),
-        ks=_ks(ks),
+        _valuers(embedder, baselines, model_aware, model_output),
+        ks=_ks(ks or k),
         family=generator,
         seeds=range(seeds),
         draws=draws,
@@ -118,9 +174,11 @@ def c1(
 @app.command("c2")
 @handle_errors
 def c2(
-    out: EvalOut,
+    run: EvalRun = None,
+    out: EvalOut = None,
     train: Train = "builtin:digits",
-    ks: Annotated[str, typer.Option("--ks", help="Comma-separated k values.")] = "5,10,15",
+    k: Annotated[str, typer.Option("--k", help="Comma-separated k values.")] = "5,10,15",
+    ks: KsAlias = None,
     generator: Generator = "cvae",
     seeds: Seeds = 2,
     draws: Draws = 2,
@@ -135,7 +193,7 @@ def c2(
     from gmvaluator.evaluate.data import groups_for
     from gmvaluator.evaluate.experiments import run_identical
 
-    path = _target(out, "c2", overwrite)
+    path = _target(run, out, "c2", overwrite)
     x, y = _data(train)
     groups = groups_for(train)
     res = run_identical(
@@ -143,7 +201,7 @@ def c2(
         y,
         _valuers(embedder, baselines),
         attribute=group_labels(y, groups),
-        ks=_ks(ks),
+        ks=_ks(ks or k),
         family=generator,
         seeds=range(seeds),
         draws=draws,
@@ -157,7 +215,8 @@ def c2(
 @app.command("c3")
 @handle_errors
 def c3(
-    out: EvalOut,
+    run: EvalRun = None,
+    out: EvalOut = None,
     train: Train = "builtin:digits",
     n_noise: Annotated[int, typer.Option(help="Gaussian-noise images injected.")] = 50,
     n_photos: Annotated[int, typer.Option(help="Photo crops (scikit-image) injected.")] = 50,
@@ -174,7 +233,7 @@ def c3(
     """C3: inject outliers, train on the mix; AUROC / AUPRC / precision of "low value"."""
     from gmvaluator.evaluate.experiments import run_ood
 
-    path = _target(out, "c3", overwrite)
+    path = _target(run, out, "c3", overwrite)
     x, y = _data(train)
     res = run_ood(
         x,
@@ -195,7 +254,8 @@ def c3(
 @app.command("membership")
 @handle_errors
 def membership(
-    out: EvalOut,
+    run: EvalRun = None,
+    out: EvalOut = None,
     train: Train = "builtin:digits",
     k: KOpt = 10,
     generator: Generator = "cvae",
@@ -205,17 +265,19 @@ def membership(
     epochs: Epochs = None,
     embedder: EmbedderOpt = "pixels",
     baselines: Baselines = True,
+    model_aware: ModelAware = False,
+    model_output: ModelOutput = "loss",
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Train on half the data: AUROC and Mann-Whitney p of member vs non-member values."""
     from gmvaluator.evaluate.experiments import run_membership
 
-    path = _target(out, "membership", overwrite)
+    path = _target(run, out, "membership", overwrite)
     x, y = _data(train)
     res = run_membership(
         x,
         y,
-        _valuers(embedder, baselines),
+        _valuers(embedder, baselines, model_aware, model_output),
         k=k,
         family=generator,
         seeds=range(seeds),
@@ -229,7 +291,8 @@ def membership(
 @app.command("deletion")
 @handle_errors
 def deletion(
-    out: EvalOut,
+    run: EvalRun = None,
+    out: EvalOut = None,
     train: Train = "builtin:digits",
     fraction: Annotated[float, typer.Option(help="Share of items removed or kept.")] = 0.1,
     k: KOpt = 10,
@@ -245,18 +308,24 @@ def deletion(
             help="Feature spaces of the FID, comma-separated, e.g. pixels,efficientnet-lite0."
         ),
     ] = "pixels",
+    model_aware: Annotated[
+        bool, typer.Option(help="Split by the model-aware valuer's values instead.")
+    ] = False,
+    model_output: ModelOutput = "loss",
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Retrain without / only on the top, bottom and random fraction; loss change and FID."""
     from gmvaluator.evaluate import ValuerSpec
     from gmvaluator.evaluate.experiments import run_deletion
 
-    path = _target(out, "deletion", overwrite)
+    path = _target(run, out, "deletion", overwrite)
     x, y = _data(train)
     res = run_deletion(
         x,
         y,
-        ValuerSpec("default", embedder=embedder),
+        _model_aware(embedder, model_output)
+        if model_aware
+        else ValuerSpec("default", embedder=embedder),
         fraction=fraction,
         k=k,
         family=generator,
@@ -272,7 +341,8 @@ def deletion(
 @app.command("lds")
 @handle_errors
 def lds(
-    out: EvalOut,
+    run: EvalRun = None,
+    out: EvalOut = None,
     train: Train = "builtin:digits",
     models: Annotated[int, typer.Option(help="Models trained on random halves (R).")] = 32,
     k: KOpt = 10,
@@ -282,17 +352,28 @@ def lds(
     epochs: Epochs = None,
     embedder: EmbedderOpt = "pixels",
     baselines: Baselines = True,
+    model_aware: ModelAware = False,
+    model_output: ModelOutput = "loss",
+    peers: Annotated[
+        str,
+        typer.Option(
+            help="Published attributors measured in the same run, comma-separated: "
+            "dattri-trak, dattri-trak-tuned, dattri-tracin, dattri-grad-dot (pip install "
+            "dattri), or none."
+        ),
+    ] = "none",
     overwrite: OverwriteOpt = False,
 ) -> None:
     """LDS: Spearman correlation of retrained models' fit with the attribution of their half."""
     from gmvaluator.evaluate.experiments import run_lds
 
-    path = _target(out, "lds", overwrite)
+    path = _target(run, out, "lds", overwrite)
     x, y = _data(train)
     res = run_lds(
         x,
         y,
-        _valuers(embedder, baselines),
+        _valuers(embedder, baselines, model_aware, model_output),
+        peers=_peers(peers),
         n_models=models,
         k=k,
         family=generator,
@@ -306,9 +387,11 @@ def lds(
 @app.command("sensitivity")
 @handle_errors
 def sensitivity(
-    out: EvalOut,
+    run: EvalRun = None,
+    out: EvalOut = None,
     train: Train = "builtin:digits",
-    ks: Annotated[str, typer.Option("--ks", help="Comma-separated k values.")] = "1,5,10,30,50,100",
+    k: Annotated[str, typer.Option("--k", help="Comma-separated k values.")] = "1,5,10,30,50,100",
+    ks: KsAlias = None,
     embedders: Annotated[
         str,
         typer.Option(
@@ -326,14 +409,14 @@ def sensitivity(
     from gmvaluator.evaluate import sensitivity_variants
     from gmvaluator.evaluate.experiments import run_sensitivity
 
-    path = _target(out, "sensitivity", overwrite)
+    path = _target(run, out, "sensitivity", overwrite)
     variants = sensitivity_variants(_names(embedders, "--embedders"))
     x, y = _data(train)
     res = run_sensitivity(
         x,
         y,
         variants,
-        ks=_ks(ks),
+        ks=_ks(ks or k),
         family=generator,
         seeds=range(seeds),
         draws=draws,
@@ -346,7 +429,8 @@ def sensitivity(
 @app.command("c4")
 @handle_errors
 def c4(
-    out: EvalOut,
+    run: EvalRun = None,
+    out: EvalOut = None,
     train: Train = "builtin:digits",
     k: KOpt = 10,
     generator: Generator = "cvae",
@@ -362,7 +446,7 @@ def c4(
     from gmvaluator.evaluate.experiments import run_efficiency
     from gmvaluator.evaluate.generators.reference import train_reference
 
-    path = _target(out, "c4", overwrite)
+    path = _target(run, out, "c4", overwrite)
     x, y = _data(train)
     n_classes = int(y.max()) + 1
     model = train_reference(generator, x, y, n_classes=n_classes, epochs=epochs)
@@ -384,11 +468,9 @@ def _ks(text: str) -> list[int]:
     try:
         ks = sorted({int(t) for t in text.split(",") if t.strip()})
     except ValueError:
-        raise InputError(
-            f"--ks {text!r} must be comma-separated integers, e.g. 10,30,50."
-        ) from None
+        raise InputError(f"--k {text!r} must be comma-separated integers, e.g. 10,30,50.") from None
     if not ks or ks[0] < 1:
-        raise InputError(f"--ks {text!r} must list integers >= 1, e.g. 10,30,50.")
+        raise InputError(f"--k {text!r} must list integers >= 1, e.g. 10,30,50.")
     return ks
 
 

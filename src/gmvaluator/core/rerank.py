@@ -19,7 +19,6 @@ records the method in ``config["rerank"]`` and the distance in ``config["distanc
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from gmvaluator.core.result import ValuationResult
 from gmvaluator.core.valuator import Valuator
 from gmvaluator.env import DREAMSIM_WEIGHTS, LPIPS_WEIGHTS, declared
 from gmvaluator.errors import InputError, MissingDependencyError, check_param
+from gmvaluator.progress import bar as progress_bar
 from gmvaluator.search import check_complete, top_k
 
 RERANKERS = ("none", "exact", "sscd", "sscd-distilled", "lpips", "dreamsim")
@@ -135,7 +135,7 @@ def rerank_matches(
                 param="rerank",
             )
         kp = n_candidates or default_candidates(k, valuator.n_train_)
-        _, cand = valuator.candidates(generated.vectors, kp, exact=True)
+        _, cand = valuator.candidates(generated.vectors, kp, exact=True, progress=progress)
         full = _perceptual(method, train, generated, valuator.train_ids_, cand, batch_size,
                            progress, describe)  # fmt: skip
         dist, rows = top_k(full, cand, k)
@@ -186,18 +186,15 @@ def _perceptual(
         at = np.searchsorted(rows, np.where(valid, cand, rows[0]))
         sim = np.einsum("md,mkd->mk", g.astype(np.float64), t[at].astype(np.float64))
         return np.where(valid, np.clip(1.0 - sim, 0.0, 2.0), np.inf)
-    return _perceptual_pairs(method, train, generated, rows, source_rows, cand)
+    return _perceptual_pairs(method, train, generated, rows, source_rows, cand, progress)
 
 
 def _embed(
     embedder: Any, items: Any, rows: np.ndarray, batch_size: int, progress: bool, role: str
 ) -> np.ndarray:
-    from tqdm import tqdm
-
     out = np.empty((len(rows), embedder.dim), dtype=np.float32)
     desc = f"rerank {role} ({embedder.name})"
-    with tqdm(total=len(rows), desc=desc, unit="item", disable=not progress,
-              file=sys.stderr) as bar:  # fmt: skip
+    with progress_bar(len(rows), desc, progress=progress) as bar:
         for s in range(0, len(rows), batch_size):
             part = rows[s : s + batch_size]
             out[s : s + len(part)] = embedder.embed_batch([items[int(r)] for r in part])
@@ -228,15 +225,18 @@ def _perceptual_pairs(
     rows: np.ndarray,
     source_rows: np.ndarray,
     cand: np.ndarray,
+    progress: bool = False,
 ) -> np.ndarray:
     """LPIPS / DreamSim distances of each generated image to its candidates."""
     distances = perceptual_model(method)
     position = dict(zip(rows.tolist(), source_rows.tolist(), strict=True))
     out = np.full(cand.shape, np.inf)
-    for j in range(cand.shape[0]):
-        valid = np.flatnonzero(cand[j] >= 0)
-        others = [train.dataset.items[position[int(c)]] for c in cand[j, valid]]
-        out[j, valid] = distances(generated.dataset.items[j], others)
+    with progress_bar(cand.shape[0], f"rerank ({method})", progress=progress) as bar:
+        for j in range(cand.shape[0]):
+            valid = np.flatnonzero(cand[j] >= 0)
+            others = [train.dataset.items[position[int(c)]] for c in cand[j, valid]]
+            out[j, valid] = distances(generated.dataset.items[j], others)
+            bar.update(1)
     return out
 
 

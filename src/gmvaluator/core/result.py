@@ -48,6 +48,9 @@ class ValuationResult:
     share: np.ndarray | None = None
     neighbours: dn.GeneratedNeighbours | None = None
     density: np.ndarray | None = None
+    #: (m, k) signed attribution scores behind the credits of a model-aware re-score (NaN where
+    #: a match was not scored); None for the training-free rules
+    scores: np.ndarray | None = None
 
     @property
     def k(self) -> int:
@@ -61,8 +64,11 @@ class ValuationResult:
     @property
     def unattributed(self) -> np.ndarray:
         """(m,) credit each generated sample did not hand out: q_j (1 - a_j)."""
+        quality = np.asarray(self.quality, dtype=np.float64)
+        if self.scores is not None:  # a re-scored sample may hand out less than its share
+            return np.maximum(quality - self.credits.sum(axis=1), 0.0)
         share = np.ones(len(self.quality)) if self.share is None else self.share
-        return np.asarray(self.quality, dtype=np.float64) * (1.0 - share)
+        return quality * (1.0 - share)
 
     def rank_scores(self) -> np.ndarray:
         """What ``ranks`` orders by: the blend of value and density, or the value alone."""
@@ -103,6 +109,7 @@ class ValuationResult:
             timings={key: self.timings.get(key, 0.0) + v for key, v in new.timings.items()},
             near_copy=_stack(self.near_copy, new.near_copy),
             share=_stack(self.share, new.share),
+            scores=_stack(self.scores, new.scores),
             neighbours=None,
             density=None,
         )
@@ -146,6 +153,8 @@ class ValuationResult:
         )
         if self.near_copy is not None:
             df["near_copy"] = np.asarray(self.near_copy, dtype=bool).ravel()
+        if self.scores is not None:
+            df["score"] = np.asarray(self.scores, dtype=np.float64).ravel()
         return df
 
     def generated_frame(self) -> pd.DataFrame:
@@ -191,6 +200,15 @@ class ValuationResult:
             out["rank"] = dn.RANK_RULE
         else:
             out["rank"] = "by value; equal values keep training order"
+        if self.scores is not None:
+            info = self.config.get("model_aware") or {}
+            out["share_from"] = out.get("credit", "paper")
+            out["credit"] = "model-aware"
+            out["rule"] = (
+                f"each generated sample's {info.get('candidates', '?')} shortlisted training items "
+                "re-scored by the model's gradients (TRAK score); q_j a_j split among the items "
+                "with positive scores, in proportion to them"
+            )
         return out
 
     def save(self, path: str | Path, **columns: Any) -> Path:
@@ -246,6 +264,7 @@ class ValuationResult:
             near_copy=grid("near_copy").astype(bool) if "near_copy" in att else None,
             share=_read_share(path),
             neighbours=_read_neighbours(path),
+            scores=grid("score") if "score" in att else None,
         ).with_density()
 
 

@@ -28,6 +28,7 @@ from gmvaluator.core.estimator import Estimator
 from gmvaluator.core.result import ValuationResult
 from gmvaluator.errors import InputError, check_param
 from gmvaluator.files import atomic_path, hash_array, read_json, save_npy, write_json
+from gmvaluator.progress import bar as progress_bar
 
 FORMAT_VERSION = 1
 #: The one declaration of every setting's default (``random_state`` is its ``seed``).
@@ -159,13 +160,17 @@ class Valuator(Estimator):
         check_param(name, "metric", self.metric, self.metric in ix.METRICS, f"one of {ix.METRICS}")
 
     def fit(
-        self, train_embeddings: np.ndarray, ids: Any = None, *, store: str | Path | None = None
-    ) -> Valuator:
+        self, train_embeddings: np.ndarray, ids: Any = None, *, store: str | Path | None = None,
+        n_queries: int | None = None, reused: bool = False, progress: bool = False,
+    ) -> Valuator:  # fmt: skip
         """Index the training embeddings (n, d). ``ids`` default to row numbers as strings.
+
+        ``n_queries`` (the generated samples to value) and ``reused`` (more will come later)
+        let ``index="auto"`` weigh the build against the searches (``search.resolve_params``).
 
         With ``store`` (a folder) the prepared embeddings kept for re-ranking are written there
         as ``embeddings.npy`` and memory-mapped instead of held in memory; ``save`` to the same
-        folder then reuses that file.
+        folder then reuses that file. ``progress``: bars of the index build and tuning.
         """
         self._validate_params()
         out = Path(store) / "embeddings.npy" if store is not None else None
@@ -189,12 +194,15 @@ class Valuator(Estimator):
             nprobe=self.nprobe,
             n_candidates=self.n_candidates,
             target_recall=self.target_recall,
+            n_queries=n_queries,
+            reused=reused,
         )
         t0 = time.perf_counter()
         given = [key for key in ("nprobe", "n_candidates") if getattr(self, key) is not None]
         faiss_index, params = ix.build_tuned(
-            x, params, self.k, seed=self.random_state, sample=self.recall_sample, fixed=given
-        )
+            x, params, self.k, seed=self.random_state, sample=self.recall_sample, fixed=given,
+            progress=progress,
+        )  # fmt: skip
         seconds = time.perf_counter() - t0
         self._fitted = _Fitted(
             faiss_index, x, ids_arr, params, hash_array(x), seconds, CreditRule()
@@ -277,7 +285,9 @@ class Valuator(Estimator):
         radius = self.train_neighbours(uniq, 1)[0][:, 0] if len(uniq) else np.empty(0)
         return c.share(np.asarray(distances)[:, 0], radius[at.ravel()])
 
-    def generated_neighbours(self, generated_embeddings: np.ndarray) -> dn.GeneratedNeighbours:
+    def generated_neighbours(
+        self, generated_embeddings: np.ndarray, *, progress: bool = False
+    ) -> dn.GeneratedNeighbours:
         """Each training item's ``density.NEIGHBOURS`` nearest generated samples (exact)."""
         f = self._state()
         q = self._prepare_queries(generated_embeddings)
@@ -285,9 +295,11 @@ class Valuator(Estimator):
         block = 1 << 14
         d = np.empty((len(f.ids), k))
         r = np.empty((len(f.ids), k), dtype=np.int64)
-        for s in range(0, len(f.ids), block):
-            x = np.asarray(f.embeddings[s : s + block], dtype=np.float32)
-            d[s : s + len(x)], r[s : s + len(x)] = ix.exact_search(q, x, k, self.metric)
+        with progress_bar(len(f.ids), "density of generated samples", progress=progress) as bar:
+            for s in range(0, len(f.ids), block):
+                x = np.asarray(f.embeddings[s : s + block], dtype=np.float32)
+                d[s : s + len(x)], r[s : s + len(x)] = ix.exact_search(q, x, k, self.metric)
+                bar.update(len(x))
         return dn.pad(d, r, dn.NEIGHBOURS)
 
     # -- queries: they never change the valuator ---------------------------------------------
@@ -298,8 +310,9 @@ class Valuator(Estimator):
         return ix.search(f.index, f.embeddings, q, self.k, f.params)
 
     def candidates(
-        self, generated_embeddings: np.ndarray, n_candidates: int, *, exact: bool = True
-    ) -> tuple[np.ndarray, np.ndarray]:
+        self, generated_embeddings: np.ndarray, n_candidates: int, *, exact: bool = True,
+        progress: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
         """The ``n_candidates`` (K') best training rows of each generated sample, not cut to k.
 
         ``exact`` orders and measures them by the exact distance, as ``kneighbors`` does;
@@ -310,7 +323,8 @@ class Valuator(Estimator):
         q = self._prepare_queries(generated_embeddings)
         kp = min(len(f.ids), max(1, int(n_candidates)))
         if exact:
-            return ix.search(f.index, f.embeddings, q, kp, f.params)
+            return ix.search(f.index, f.embeddings, q, kp, f.params, progress=progress,
+                             label=f"search top-{kp} candidates")  # fmt: skip
         return ix.index_search(f.index, q, kp, f.params)
 
     def _prepare_queries(self, generated_embeddings: np.ndarray) -> np.ndarray:
@@ -326,11 +340,13 @@ class Valuator(Estimator):
         ids: Any = None,
         *,
         search: SearchHook | None = None,
+        progress: bool = False,
     ) -> ValuationResult:
         """Value the training set against generated samples (m, d); q_j defaults to 1.
 
         ``search(valuator, prepared_queries, k) -> (distances, rows)`` replaces the local
         top-k search (the Ray engine spreads it over index shards); everything else is the same.
+        ``progress``: bars of the search and of the generated-sample density.
         """
         f = self._state()
         q = self._prepare_queries(generated_embeddings)
@@ -338,14 +354,20 @@ class Valuator(Estimator):
         qual = check_quality(quality, len(q), gen_ids)
         t0 = time.perf_counter()
         if search is None:
-            dist, rows = ix.search(f.index, f.embeddings, q, self.k, f.params)
+            dist, rows = ix.search(f.index, f.embeddings, q, self.k, f.params, progress=progress)
         else:
-            dist, rows = search(self, q, self.k)
+            with progress_bar(len(q), "search top-k", progress=progress, unit="query") as bar:
+                dist, rows = search(self, q, self.k)
+                bar.update(len(q))
         t_search = time.perf_counter() - t0
         share = self.attributable_share(dist, rows)
         credit = f.credit_rule.assign(dist, rows, len(f.ids), qual, share)
         t0 = time.perf_counter()
-        neighbours = None if share is None else self.generated_neighbours(generated_embeddings)
+        neighbours = (
+            None
+            if share is None
+            else self.generated_neighbours(generated_embeddings, progress=progress)
+        )
         t_density = time.perf_counter() - t0
         t0 = time.perf_counter()
         recall, n_recall = ix.measure_recall(

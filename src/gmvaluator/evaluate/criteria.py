@@ -134,12 +134,16 @@ def values_at_k(result: ValuationResult, k: int) -> np.ndarray:
     return rule.assign(dist, rows, n, result.quality, result.share).values
 
 
-def attribution_matrix(result: ValuationResult) -> np.ndarray:
-    """The dense (m, n) matrix of credits V(x_i, g_j) of a result."""
+def attribution_matrix(result: ValuationResult, signed: bool = True) -> np.ndarray:
+    """The dense (m, n) matrix of attributions tau_j(i) of a result: the credits V(x_i, g_j),
+    or, for a model-aware result with ``signed``, its signed scores (unscored matches 0)."""
     m = len(result.generated_ids)
     tau = np.zeros((m, len(result.train_ids)), dtype=np.float64)
+    cells = result.credits if result.scores is None or not signed else result.scores
     np.add.at(
-        tau, (np.repeat(np.arange(m), result.k), result.indices.ravel()), result.credits.ravel()
+        tau,
+        (np.repeat(np.arange(m), result.k), result.indices.ravel()),
+        np.nan_to_num(np.asarray(cells, dtype=np.float64), nan=0.0).ravel(),
     )
     return tau
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -109,7 +110,8 @@ def run_identical(
         for draw in range(draws):
             gen, gen_labels = _generate(model, n_classes, per_class, 1000 * seed + draw)
             for spec in valuers:
-                res = value_images(spec, images, gen, max(ks), seed=seed * 100 + draw)
+                res = _value(spec, images, gen, max(ks), seed * 100 + draw, model, labels,
+                             gen_labels)  # fmt: skip
                 shares = criteria.share_at_ks(res.indices, attr, class_attr[gen_labels], ks)
                 for k, v in shares.items():
                     samples[spec.name][f"k={k}"].append(v)
@@ -117,6 +119,34 @@ def run_identical(
     name = "c1" if attribute is None else "c2"
     setup["valuer_specs"] = [spec.to_dict() for spec in valuers]
     return {"criterion": name, "setup": setup, "valuers": _summarise(samples)}
+
+
+def _value(
+    spec: ValuerSpec,
+    images: np.ndarray,
+    gen: np.ndarray,
+    k: int,
+    seed: int,
+    model: Any,
+    labels: np.ndarray,
+    gen_labels: np.ndarray,
+) -> Any:
+    """``value_images`` with the generator and both sides' labels for a model-aware spec."""
+    if spec.rescore is None:
+        return value_images(spec, images, gen, k, seed=seed)
+    return value_images(spec, images, gen, k, seed=seed, model=model, train_labels=labels,
+                        generated_labels=gen_labels)  # fmt: skip
+
+
+def _lds_entry(
+    tau: np.ndarray, subsets: np.ndarray, outputs: np.ndarray, seed: int
+) -> dict[str, Any]:
+    per_sample = criteria.lds(tau, subsets, outputs)
+    ok = per_sample[np.isfinite(per_sample)]
+    return {
+        "lds": stats.bootstrap(ok, seed=seed).to_dict(),
+        "defined_share": float(len(ok) / len(per_sample)),
+    }
 
 
 def _mode(values: np.ndarray) -> Any:
@@ -166,9 +196,9 @@ def run_ood(
         x, y, mask = inject(images, labels, n_noise, n_photos, seed=seed)
         model = train_reference(family, x, y, n_classes=n_classes, seed=seed, epochs=epochs)
         for draw in range(draws):
-            gen, _ = _generate(model, n_classes, per_class, 1000 * seed + draw)
+            gen, gen_labels = _generate(model, n_classes, per_class, 1000 * seed + draw)
             for spec in valuers:
-                res = value_images(spec, x, gen, k, seed=seed * 100 + draw)
+                res = _value(spec, x, gen, k, seed * 100 + draw, model, y, gen_labels)
                 for metric, v in criteria.ood_scores(res.rank_scores(), mask).items():
                     samples[spec.name][metric].append(v)
                 samples[spec.name]["injected_matched_share"].append(
@@ -198,9 +228,9 @@ def run_membership(
     samples: Samples = defaultdict(lambda: defaultdict(list))
     for seed, member, model in _half_models(images, labels, seeds, family, n_classes, epochs):
         for draw in range(draws):
-            gen, _ = _generate(model, n_classes, per_class, 1000 * seed + draw)
+            gen, gen_labels = _generate(model, n_classes, per_class, 1000 * seed + draw)
             for spec in valuers:
-                res = value_images(spec, images, gen, k, seed=seed * 100 + draw)
+                res = _value(spec, images, gen, k, seed * 100 + draw, model, labels, gen_labels)
                 for metric, v in criteria.membership_scores(res.values, member).items():
                     samples[spec.name][metric].append(v)
     setup = _setup(images, family, seeds, draws, per_class, epochs, k=k)
@@ -241,7 +271,7 @@ def run_deletion(
             gen_seed = 1000 * seed + draw
             gen, gen_labels = _generate(full, n_classes, per_class, gen_seed)
             base_loss = float(reference_loss(full, gen, gen_labels).mean())
-            res = value_images(valuer, images, gen, k, seed=seed * 100 + draw)
+            res = _value(valuer, images, gen, k, seed * 100 + draw, full, labels, gen_labels)
             sets = criteria.split_by_value(res.values, fraction, seed=gen_seed)
             for arm, rows in sets.items():
                 keep = np.ones(len(images), bool)
@@ -297,44 +327,37 @@ def run_lds(
     seed: int = 0,
     per_class: int = 10,
     epochs: int | None = None,
+    peers: Mapping[str, Callable[..., np.ndarray]] | None = None,
+    models: LdsSetup | None = None,
 ) -> dict[str, Any]:
     """LDS: ``n_models`` generators on random halves of exactly equal size.
 
     The generated set comes from a model trained on all the data; each valuer's credits on the
-    full training set are the attributions. Outputs are minus each model's loss. The interval
-    is a bootstrap over generated samples.
+    full training set are the attributions (a model-aware valuer's signed scores, and its
+    credits as ``lds_credit``). Outputs are minus each model's loss. The interval is a
+    bootstrap over generated samples. ``peers`` are other attributors measured in the same run,
+    by name: ``attribute(model, images, labels, gen, gen_labels, subsets, outputs)`` returns
+    an (m, n) matrix (it may tune itself on the run, as a tuned baseline does). ``models``: the
+    retrained models of an earlier ``lds_setup`` with the same arguments, to measure more
+    valuers against them without retraining.
     """
-    n_classes = _check_common(images, labels, [seed], 1, family, needs_loss=True)
-    if n_models < 2:
-        raise InputError(f"n_models={n_models}: LDS needs at least 2 retrained models.")
-    full = train_reference(family, images, labels, n_classes=n_classes, seed=seed, epochs=epochs)
-    gen, gen_labels = _generate(full, n_classes, per_class, 1000 * seed)
-    rng = np.random.default_rng(seed)
+    trained = models or lds_setup(
+        images, labels, n_models=n_models, family=family, seed=seed, per_class=per_class,
+        epochs=epochs,
+    )  # fmt: skip
+    full, gen, gen_labels = trained.full, trained.generated, trained.generated_labels
+    subsets, outputs, retrain_s = trained.subsets, trained.outputs, trained.retrain_seconds
     half = len(images) // 2
-    subsets = np.zeros((n_models, len(images)), dtype=bool)
-    outputs = np.empty((n_models, len(gen)))
-    t0 = time.perf_counter()
-    for r in range(n_models):
-        subsets[r, rng.choice(len(images), half, replace=False)] = True
-        model = train_reference(
-            family,
-            images[subsets[r]],
-            labels[subsets[r]],
-            n_classes=n_classes,
-            seed=seed,
-            epochs=epochs,
-        )
-        outputs[r] = -reference_loss(model, gen, gen_labels)
-    retrain_s = time.perf_counter() - t0
     out: dict[str, dict[str, Any]] = {}
     for spec in valuers:
-        res = value_images(spec, images, gen, k, seed=seed)
-        per_sample = criteria.lds(criteria.attribution_matrix(res), subsets, outputs)
-        ok = per_sample[np.isfinite(per_sample)]
-        out[spec.name] = {
-            "lds": stats.bootstrap(ok, seed=seed).to_dict(),
-            "defined_share": float(len(ok) / len(per_sample)),
-        }
+        res = _value(spec, images, gen, k, seed, full, labels, gen_labels)
+        out[spec.name] = _lds_entry(criteria.attribution_matrix(res), subsets, outputs, seed)
+        if res.scores is not None:  # the credits the signed scores become
+            credit = criteria.attribution_matrix(res, signed=False)
+            out[spec.name]["lds_credit"] = _lds_entry(credit, subsets, outputs, seed)["lds"]
+    for name, attribute in (peers or {}).items():
+        out[name] = _lds_entry(attribute(full, images, labels, gen, gen_labels, subsets,
+                                         outputs), subsets, outputs, seed)  # fmt: skip
     setup = _setup(
         images,
         family,
@@ -349,6 +372,49 @@ def run_lds(
     )
     setup["valuer_specs"] = [spec.to_dict() for spec in valuers]
     return {"criterion": "lds", "setup": setup, "valuers": out}
+
+
+@dataclass(frozen=True)
+class LdsSetup:
+    """What LDS measures valuers against: the generator trained on all the data, its generated
+    samples, the R random halves and each half-model's output (minus its loss) on them."""
+
+    full: Any
+    generated: np.ndarray
+    generated_labels: np.ndarray
+    subsets: np.ndarray
+    outputs: np.ndarray
+    retrain_seconds: float
+
+
+def lds_setup(
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    n_models: int = 32,
+    family: str = "cvae",
+    seed: int = 0,
+    per_class: int = 10,
+    epochs: int | None = None,
+) -> LdsSetup:
+    """Train the generator on all the data and ``n_models`` generators on random halves of
+    exactly equal size; seeded, so the same arguments give the same setup."""
+    n_classes = _check_common(images, labels, [seed], 1, family, needs_loss=True)
+    if n_models < 2:
+        raise InputError(f"n_models={n_models}: LDS needs at least 2 retrained models.")
+    full = train_reference(family, images, labels, n_classes=n_classes, seed=seed, epochs=epochs)
+    gen, gen_labels = _generate(full, n_classes, per_class, 1000 * seed)
+    rng = np.random.default_rng(seed)
+    half = len(images) // 2
+    subsets = np.zeros((n_models, len(images)), dtype=bool)
+    outputs = np.empty((n_models, len(gen)))
+    t0 = time.perf_counter()
+    for r in range(n_models):
+        subsets[r, rng.choice(len(images), half, replace=False)] = True
+        model = train_reference(family, images[subsets[r]], labels[subsets[r]],
+                                n_classes=n_classes, seed=seed, epochs=epochs)  # fmt: skip
+        outputs[r] = -reference_loss(model, gen, gen_labels)
+    return LdsSetup(full, gen, gen_labels, subsets, outputs, time.perf_counter() - t0)
 
 
 def run_efficiency(

@@ -26,6 +26,7 @@ from gmvaluator.core.result import ValuationResult
 from gmvaluator.core.valuator import Valuator
 from gmvaluator.errors import InputError, check_param
 from gmvaluator.files import hash_array
+from gmvaluator.modelaware.rescore import RescoreSettings, rescore
 
 #: The one declaration of the settings' defaults, shared with ``Valuator``.
 _DEFAULTS = ValueConfig()
@@ -52,6 +53,8 @@ class ValuerSpec:
     nbits: int | None = _DEFAULTS.nbits
     nlist: int | None = _DEFAULTS.nlist
     nprobe: int | None = _DEFAULTS.nprobe
+    #: the model-aware re-score of the shortlist (None: training-free); needs the generator
+    rescore: RescoreSettings | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -170,11 +173,16 @@ def value_images(
     *,
     seed: int = 0,
     quality: np.ndarray | None = None,
+    model: Any = None,
+    train_labels: np.ndarray | None = None,
+    generated_labels: np.ndarray | None = None,
 ) -> ValuationResult:
     """Value ``train_images`` against ``generated_images`` with one valuer configuration.
 
     ``quality`` (one score per generated sample) is used when ``spec.quality`` is set; without
-    it the sharpness stand-in is computed.
+    it the sharpness stand-in is computed. A model-aware spec (``spec.rescore``) needs
+    ``model``, the generator (a reference generator or a list of them, for an ensemble), and
+    the labels of both sides when the generator is class-conditional.
 
     ``timings`` of the result gain ``embed_train_s`` and ``embed_generated_s`` (0 when cached).
     """
@@ -194,8 +202,47 @@ def value_images(
     result = valuator.value(gen, quality=quality if spec.quality else None)
     if spec.rerank == "none":
         result = _without_rerank(result, valuator, gen)
+    if spec.rescore is not None:
+        result = _rescored(spec.rescore, valuator, result, gen, model, (train_images,
+                           generated_images), (train_labels, generated_labels))  # fmt: skip
     timings = {**result.timings, "embed_train_s": t_train, "embed_generated_s": t_gen}
     return replace(result, timings=timings, config={**result.config, "spec": spec.to_dict()})
+
+
+_STORE: list[Any] = []
+
+
+def _rescored(
+    settings: RescoreSettings,
+    valuator: Valuator,
+    result: ValuationResult,
+    generated: np.ndarray,
+    model: Any,
+    images: tuple[np.ndarray, np.ndarray],
+    labels: tuple[np.ndarray | None, np.ndarray | None],
+) -> ValuationResult:
+    """``result`` re-scored by the generator's gradients (features kept for the process)."""
+    import tempfile
+
+    from gmvaluator.sources.base import Dataset, ImageItems
+
+    if model is None:
+        raise InputError("a model-aware valuer needs the generator: pass model=.", param="model")
+    models = model if isinstance(model, (list, tuple)) else [model]
+    if not _STORE:
+        _STORE.append(tempfile.TemporaryDirectory(prefix="gmvaluator-gradients-"))
+    train, gen = (
+        Dataset(
+            name=name,
+            kind="image",
+            ids=np.array([str(i) for i in range(len(x))]),
+            items=ImageItems(array=x),
+            labels=y,
+        )
+        for name, x, y in zip(("training", "generated"), images, labels, strict=True)
+    )
+    gms = [m.gradient_model() if hasattr(m, "gradient_model") else m for m in models]
+    return rescore(valuator, result, generated, gms, train, gen, settings, _STORE[0].name)
 
 
 def _without_rerank(

@@ -149,8 +149,10 @@ class RunAccounting:
         generated: Dataset | None = None,
         run_dir: Path | None = None,
         generated_vectors: np.ndarray | None = None,
+        progress: bool = False,
     ) -> ValuationResult:
-        """Map the result onto every training row and flag near copies.
+        """Map the result onto every training row and flag near copies (``progress``: bars of
+        the near-copy pass).
 
         In the run's own space the flags compare exact embedding distances with the threshold,
         also when d_ij came from another re-rank (``none``, ``sscd``): one scale for both.
@@ -167,7 +169,8 @@ class RunAccounting:
         quantile = self.opts.near_copy_quantile
         if space.mode == "run":
             if self.near_copy is None:
-                self.near_copy = nearcopy.calibrate(valuator, quantile, seed=seed)
+                self.near_copy = nearcopy.calibrate(valuator, quantile, seed=seed,
+                                                    progress=progress)  # fmt: skip
             distances = result.distances if run_distances is None else run_distances
         else:
             assert space.embedder is not None
@@ -175,22 +178,25 @@ class RunAccounting:
                 raise InputError(
                     f"near-copy flags in the {space.embedder} space need the generated items."
                 )
-            gen = nearcopy.descriptors(generated, space.embedder, None, "generated")
+            gen = nearcopy.descriptors(generated, space.embedder, None, "generated",
+                                       progress=progress)  # fmt: skip
             keep = self.rights.keep
             if space.mode == "all":
-                train = self._train_descriptors(space.embedder, run_dir)
+                train = self._train_descriptors(space.embedder, run_dir, progress)
                 if self.near_copy is None:
                     kept = train if keep is None else train[keep]
                     self.near_copy = nearcopy.calibrate_descriptors(
-                        kept, quantile, seed=seed, space=space.embedder
+                        kept, quantile, seed=seed, space=space.embedder, progress=progress
                     )
                 distances = nearcopy.pair_distances(gen, train, result.indices)
             else:
                 describe = self._describer(space.embedder)
+                describe.progress = progress
                 if self.near_copy is None:
                     self.near_copy = nearcopy.calibrate_matched(
-                        valuator, describe, keep, quantile, seed=seed, space=space.embedder
-                    )
+                        valuator, describe, keep, quantile, seed=seed, space=space.embedder,
+                        progress=progress,
+                    )  # fmt: skip
                 distances = nearcopy.matched_distances(gen, describe, result.indices)
         self.near_copy = {**self.near_copy, **space.describe()}
         flags = nearcopy.flag(distances, self.near_copy.get("threshold"))
@@ -225,9 +231,19 @@ class RunAccounting:
             self.train = load_training_items(self.train_spec, self.rights.ids)
         return self.train
 
-    def _train_descriptors(self, space: str, run_dir: Path | None) -> np.ndarray:
+    def index_items(self) -> Dataset:
+        """The training items in the rows of the index: all, or the kept ones."""
+        items = self.training_items()
+        keep = self.rights.keep
+        return items if keep is None else items.take(np.flatnonzero(keep) if
+                                                     keep.dtype == bool else keep)  # fmt: skip
+
+    def _train_descriptors(
+        self, space: str, run_dir: Path | None, progress: bool = False
+    ) -> np.ndarray:
         if self.train is not None:
-            return nearcopy.descriptors(self.train, space, run_dir, "train", self.train_sha256)
+            return nearcopy.descriptors(self.train, space, run_dir, "train", self.train_sha256,
+                                        progress=progress)  # fmt: skip
         if run_dir is None:
             raise InputError(f"near-copy flags in the {space} space need the training items.")
         return nearcopy.cached_train_descriptors(run_dir)

@@ -20,13 +20,15 @@ import numpy as np
 import pandas as pd
 
 from gmvaluator import __version__
-from gmvaluator.config import ValueConfig
+from gmvaluator.config import SPEED_ONLY, ValueConfig
 from gmvaluator.core.result import ValuationResult
 from gmvaluator.core.valuator import Valuator, check_same_dim
+from gmvaluator.embed.timing import collect_times
 from gmvaluator.engines import Embedded, Engine, LocalEngine
 from gmvaluator.files import atomic_path, read_json
 from gmvaluator.quality.registry import read_quality  # noqa: F401  (its old home)
-from gmvaluator.run.folder import RunFolder
+from gmvaluator.resources import thread_count, use_threads
+from gmvaluator.run.folder import RunFolder, writing
 from gmvaluator.skips import SkipLog, collect_skips, current
 from gmvaluator.sources import Dataset
 
@@ -75,7 +77,9 @@ def run_value(
     opts = accounting or AccountingOptions()
     folder = None if run_dir is None else RunFolder(run_dir)
     run = None if folder is None else folder.path
-    with collect_skips(on_error) as skips:
+    threads = use_threads(thread_count(cfg.threads))  # faiss, BLAS and torch; see resources
+    with collect_skips(on_error) as skips, writing(folder, (train_spec, generated_spec)), \
+            threads, collect_times() as embed_times:  # fmt: skip
         t_start = time.perf_counter()
         settings = run_settings(train_spec, generated_spec, quality, cfg, opts)
         quality_info = check_before_embedding(cfg, quality)
@@ -86,10 +90,11 @@ def run_value(
         )
         acct = RunAccounting.start(opts, train.dataset, settings, train.source_hash,
                                    cache_root=None if cache is None else Path(cache))  # fmt: skip
-        valuator, t_index = index_stage(acct.index_view(train), cfg, run)
+        n_queries = len(generated.dataset)
+        valuator, t_index = index_stage(acct.index_view(train), cfg, run, n_queries, progress)
         q = quality_stage(quality, generated.dataset, cfg, progress)
         t0 = time.perf_counter()
-        result = value_stage(valuator, train, generated, q, acct, cfg, engine, run)
+        result = value_stage(valuator, train, generated, q, acct, cfg, engine, run, progress)
         if folder is not None:
             columns = acct.columns(train.dataset.labels)
             write_stage(folder, result, result, generated.dataset, valuator, acct, columns)
@@ -99,6 +104,7 @@ def run_value(
             "index_s": t_index,
             "value_s": time.perf_counter() - t0,
             "total_s": time.perf_counter() - t_start,
+            **embed_times.record(),
         }
         if folder is not None:
             record = run_record(result, train, generated, timings, settings, acct)
@@ -117,7 +123,7 @@ def run_settings(
 ) -> dict[str, Any]:
     """What ``config.json`` records: every input and setting that changes the numbers."""
     settings = {"train": train_spec, "generated": generated_spec, "quality": _opt(quality)}
-    settings.update(cfg.to_dict())
+    settings.update({k: v for k, v in cfg.to_dict().items() if k not in SPEED_ONLY})
     settings.update(opts.settings())
     return settings
 
@@ -145,17 +151,23 @@ def embed_sources(
     """Both sources embedded by ``engine`` (under ``--on-error skip``, the items dropped are
     listed in ``RUN/skipped.csv``), checked to share one dimension."""
     run = None if folder is None else folder.path
-    train = engine.embed(train_spec, "train", cfg, run, progress, cache)
-    generated = engine.embed(generated_spec, "generated", cfg, run, progress, cache)
     skips = current()
-    if folder is not None and skips.mode == "skip":
-        write_skipped(folder.skipped, skips)
+    try:
+        train = engine.embed(train_spec, "train", cfg, run, progress, cache)
+        generated = engine.embed(generated_spec, "generated", cfg, run, progress, cache)
+    finally:  # also when every item was skipped: the error points to this file
+        if folder is not None and skips.mode == "skip":
+            write_skipped(folder.skipped, skips)
     check_same_dim(train.vectors.shape[1], generated.vectors.shape[1])
     return train, generated
 
 
-def index_stage(train: Embedded, cfg: ValueConfig, run_dir: Path | None) -> tuple[Valuator, float]:
-    """Fit the valuator on the training embeddings, or reopen ``RUN/index`` when it matches."""
+def index_stage(
+    train: Embedded, cfg: ValueConfig, run_dir: Path | None, n_queries: int | None = None,
+    progress: bool = False,
+) -> tuple[Valuator, float]:  # fmt: skip
+    """Fit the valuator on the training embeddings, or reopen ``RUN/index`` when it matches.
+    ``n_queries``: the generated samples it will value (``auto`` weighs build against search)."""
     folder = None if run_dir is None else RunFolder(run_dir).index
     params = cfg.valuator_params()
     if folder is not None and (folder / "index.json").is_file():
@@ -163,7 +175,10 @@ def index_stage(train: Embedded, cfg: ValueConfig, run_dir: Path | None) -> tupl
         if meta.get("valuator") == params and meta.get("source_sha256") == train.source_hash:
             return Valuator.load(folder), 0.0
     t0 = time.perf_counter()
-    valuator = Valuator(**params).fit(train.vectors, ids=train.dataset.ids, store=folder)
+    valuator = Valuator(**params).fit(
+        train.vectors, ids=train.dataset.ids, store=folder, n_queries=n_queries,
+        progress=progress,
+    )  # fmt: skip
     seconds = time.perf_counter() - t0
     if folder is not None:
         valuator.save(folder, extra={"source_sha256": train.source_hash})
@@ -190,9 +205,11 @@ def value_stage(
     cfg: ValueConfig,
     engine: Engine,
     run_dir: Path | None,
+    progress: bool = False,
 ) -> ValuationResult:
     """Value ``generated``: the engine's search, the re-rank ``cfg.rerank`` (which makes d_ij;
-    see ``gmvaluator.core.rerank``) and the accounting (every training row, licence and
+    see ``gmvaluator.core.rerank``), the model-aware re-score when ``cfg.model`` names a model
+    file (``gmvaluator.run.rescore``) and the accounting (every training row, licence and
     opt-out columns, near-copy flags; see ``gmvaluator.rights.accounting``). Writes nothing.
 
     ``train`` is read only by the perceptual re-ranks, for their candidates' items.
@@ -200,13 +217,25 @@ def value_stage(
     from gmvaluator.core.rerank import rerank_result
 
     ids = generated.dataset.ids
-    result = valuator.value(generated.vectors, quality=quality, ids=ids, search=engine.search)
+    # the local engine's search is the valuator's own, which shows its progress block by block
+    hook = None if isinstance(engine, LocalEngine) else engine.search
+    result = valuator.value(
+        generated.vectors, quality=quality, ids=ids, search=hook, progress=progress
+    )
     result = rerank_result(
-        result, valuator, train, generated, cfg.rerank, n_candidates=cfg.n_candidates
-    )
+        result, valuator, train, generated, cfg.rerank, n_candidates=cfg.n_candidates,
+        progress=progress,
+    )  # fmt: skip
+    if cfg.model is not None:
+        from gmvaluator.run.rescore import model_stage
+
+        items = accounting.index_items()
+        result = model_stage(result, valuator, items, generated.dataset, generated.vectors, cfg,
+                             run_dir, progress=progress)  # fmt: skip
     return accounting.apply(
-        result, valuator, generated.dataset, run_dir, generated_vectors=generated.vectors
-    )
+        result, valuator, generated.dataset, run_dir, generated_vectors=generated.vectors,
+        progress=progress,
+    )  # fmt: skip
 
 
 def write_stage(
@@ -251,6 +280,7 @@ def run_record(
             "train": _input(settings["train"], train),
             "generated": _input(settings["generated"], generated),
         },
+        "embedder": _embedder_name(settings, train),
         "index": result.config.get("index"),
         "distance": result.config.get("distance"),
         "rerank": result.config.get("rerank"),
@@ -267,8 +297,16 @@ def result_record(result: ValuationResult, accounting: RunAccounting) -> dict[st
         "counts": result.summary(),
         "recall": {"recall_at_k": result.recall, "k": result.k, "queries": result.recall_queries},
         "credit": result.credit_summary(),
+        "model_aware": result.config.get("model_aware"),
         **accounting.record(result),
     }
+
+
+def _embedder_name(settings: dict[str, Any], train: Embedded) -> str:
+    """The embedder that ran: the one asked for, or the default for the source kind."""
+    from gmvaluator.embed import default_embedder
+
+    return str(settings.get("embedder") or default_embedder(train.dataset.kind))
 
 
 def _input(spec: str, emb: Embedded) -> dict[str, Any]:

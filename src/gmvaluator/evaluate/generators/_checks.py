@@ -58,3 +58,24 @@ def check_data(
             f"{image_shape[0]}x{image_shape[1]} images."
         )
     return x, y
+
+
+def needs_labels(examples: object, model: str) -> np.ndarray:
+    """The int class labels of a batch of run items (``modelaware.Examples``) for a
+    class-conditional model; labels that are digit strings (class folders "0", "1", ...) count."""
+    labels = getattr(examples, "labels", None)
+    ids = getattr(examples, "ids", [])
+    if labels is None:
+        raise InputError(
+            f"{model} is class-conditional, but the items have no labels; put each class in a "
+            "sub-folder named by its number, or give a label column."
+        )
+    try:
+        return np.asarray([int(v) for v in np.asarray(labels).tolist()], dtype=np.int64)
+    except (TypeError, ValueError) as exc:
+        bad = next((i for i, v in zip(ids, np.asarray(labels).tolist(), strict=False)
+                    if not str(v).lstrip("-").isdigit()), "?")  # fmt: skip
+        raise InputError(
+            f"{model} needs class numbers as labels, but item {bad!r} has a label that is not "
+            f"one ({exc}); name the class folders 0, 1, 2, ..."
+        ) from exc

@@ -11,6 +11,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from gmvaluator.errors import check_param
-from gmvaluator.evaluate.generators._checks import check_data, check_sample, is_int
+from gmvaluator.evaluate.generators._checks import check_data, check_sample, is_int, needs_labels
 from gmvaluator.evaluate.generators._torchio import (
     adam_step,
     build_seeded,
@@ -33,6 +34,7 @@ from gmvaluator.evaluate.generators._torchio import (
     to_unit,
     torch_threads,
 )
+from gmvaluator.modelaware.model import Examples, GradientModel
 
 FORMAT = "gmvaluator.cvae/1"
 #: Saved as ``cvae.pt`` (weights) next to ``cvae.json`` (settings, history, hash).
@@ -77,11 +79,18 @@ class _Net(nn.Module):
         return logits
 
     def neg_elbo(
-        self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator | None, beta: float = 1.0
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        gen: torch.Generator | None,
+        beta: float = 1.0,
+        eps: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Per-sample negative ELBO in nats (KL term weighted by ``beta``), one latent draw."""
+        """Per-sample negative ELBO in nats (KL term weighted by ``beta``), one latent draw
+        (``eps``, standard normal, or drawn from ``gen``)."""
         mu, logvar = self.encode(x, y)
-        eps = torch.randn(mu.shape, generator=gen, dtype=mu.dtype)
+        if eps is None:
+            eps = torch.randn(mu.shape, generator=gen, dtype=mu.dtype)
         logits = self.decode(mu + eps * torch.exp(0.5 * logvar), y)
         rec = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1)
         kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
@@ -151,6 +160,32 @@ class CVAE:
                     yb = one_hot(y[sl], self.settings.n_classes)
                     total[sl] += self.net.neg_elbo(to_unit(x[sl]), yb, gen).numpy()
         return total / n_draws
+
+    def gradient_model(self) -> GradientModel:
+        """The model-aware re-score's view of this VAE: the training objective (negative ELBO
+        with the KL term weighted by the training ``beta``) as ``loss``, the plain negative
+        ELBO as the output ``elbo``, one latent draw per example as its noise; items are
+        greyscale images of the training size with their class labels."""
+        beta = float(self.train_params.get("beta", 1.0))
+        s = self.settings
+
+        def prepare(examples: Examples) -> dict[str, torch.Tensor]:
+            x = examples.images("L")
+            y = check_data(x, needs_labels(examples, "the CVAE"), s.n_classes, "CVAE",
+                           self.image_shape)[1]  # fmt: skip
+            return {"x": to_unit(x), "y": one_hot(y, s.n_classes)}
+
+        def noise(n: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+            return {"eps": torch.randn((n, s.latent_dim), generator=gen)}
+
+        def loss(net: _Net, b: Mapping[str, torch.Tensor]) -> torch.Tensor:
+            return net.neg_elbo(b["x"], b["y"], None, beta, b["eps"])
+
+        def elbo(net: _Net, b: Mapping[str, torch.Tensor]) -> torch.Tensor:
+            return net.neg_elbo(b["x"], b["y"], None, 1.0, b["eps"])
+
+        outputs = {"elbo": elbo}
+        return GradientModel(self.net, loss, prepare, noise, outputs, name="cvae")
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         """Write ``cvae.pt`` (a plain state dict) and ``cvae.json`` (settings, history, hash)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ from torch import nn
 
 import gmvaluator.evaluate.generators._torchio as tio
 from gmvaluator.errors import check_param
-from gmvaluator.evaluate.generators._checks import check_data, check_sample, is_int
+from gmvaluator.evaluate.generators._checks import check_data, check_sample, is_int, needs_labels
+from gmvaluator.modelaware.model import Examples, GradientModel
 
 FORMAT = "gmvaluator.diffusion/1"
 _T_EMB = 32
@@ -108,6 +110,42 @@ class CDiffusion:
                 err = _denoise_error(self.net, x0, t, oh, self.alpha_bar, gen)
                 total += err.double()
         return (total / n_draws).numpy()
+
+    def gradient_model(self) -> GradientModel:
+        """The model-aware re-score's view of this DDPM: the denoising loss at a random step
+        and noise (its noise draws) as ``loss``; D-TRAK's output functions ``square`` (the
+        squared norm of the predicted noise) and ``mean`` (its mean) as alternatives for the
+        generated samples. Items are greyscale images of the training size with class labels."""
+        s = self.settings
+        alpha_bar = self.alpha_bar
+
+        def prepare(examples: Examples) -> dict[str, torch.Tensor]:
+            x = examples.images("L")
+            y = check_data(x, needs_labels(examples, "the diffusion model"), s.n_classes,
+                           "CDiffusion", (s.height, s.width))[1]  # fmt: skip
+            return {"x0": tio.to_unit(x) * 2 - 1, "y": tio.one_hot(y, s.n_classes)}
+
+        def noise(n: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+            t = torch.randint(0, s.steps, (n,), generator=gen)
+            return {"t": t, "noise": torch.randn((n, s.height * s.width), generator=gen)}
+
+        def predicted(net: _Denoiser, b: Mapping[str, torch.Tensor]) -> torch.Tensor:
+            ab = alpha_bar[b["t"]][:, None]
+            xt = torch.sqrt(ab) * b["x0"] + torch.sqrt(1 - ab) * b["noise"]
+            out: torch.Tensor = net(xt, b["t"], b["y"])
+            return out
+
+        def loss(net: _Denoiser, b: Mapping[str, torch.Tensor]) -> torch.Tensor:
+            return ((predicted(net, b) - b["noise"]) ** 2).sum(1)
+
+        def square(net: _Denoiser, b: Mapping[str, torch.Tensor]) -> torch.Tensor:
+            return (predicted(net, b) ** 2).sum(1)
+
+        def mean(net: _Denoiser, b: Mapping[str, torch.Tensor]) -> torch.Tensor:
+            return predicted(net, b).mean(1)
+
+        outputs = {"square": square, "mean": mean}
+        return GradientModel(self.net, loss, prepare, noise, outputs, name="diffusion")
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         return tio.save_generator(path, "diffusion", FORMAT, self, self.net, overwrite)

@@ -1,12 +1,14 @@
 """A small class-conditional GAN (MLP generator and discriminator), the GAN reference family.
 
 Non-saturating GAN loss, Adam; pixels scaled to [0, 1] with a sigmoid output. A GAN has no
-likelihood, so it has no ``loss``: deletion and LDS use the CVAE, GMM or diffusion families.
+likelihood, so it has no ``loss``: deletion and LDS use the CVAE, GMM or diffusion families. Its
+``gradient_model`` differentiates the discriminator's loss on real data instead.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,8 @@ from torch.nn import functional as F
 
 import gmvaluator.evaluate.generators._torchio as tio
 from gmvaluator.errors import check_param
-from gmvaluator.evaluate.generators._checks import check_data, check_sample, is_int
+from gmvaluator.evaluate.generators._checks import check_data, check_sample, is_int, needs_labels
+from gmvaluator.modelaware.model import Examples, GradientModel
 
 FORMAT = "gmvaluator.gan/1"
 
@@ -69,6 +72,23 @@ class CGAN:
             p = torch.sigmoid(self.nets.gen(torch.cat([z, tio.one_hot(y, s.n_classes)], 1)))
         px = (p * 255).round().to(torch.uint8).numpy()
         return px.reshape(len(y), s.height, s.width)
+
+    def gradient_model(self) -> GradientModel:
+        """The model-aware re-score's view of this GAN: the discriminator, and its loss on an
+        item taken as real, -log sigmoid(D(x, y)) (the term each training item added to its
+        training). Items are greyscale images of the training size with class labels."""
+        s = self.settings
+
+        def prepare(examples: Examples) -> dict[str, torch.Tensor]:
+            x = examples.images("L")
+            y = check_data(x, needs_labels(examples, "the GAN"), s.n_classes, "CGAN",
+                           (s.height, s.width))[1]  # fmt: skip
+            return {"x": tio.to_unit(x), "y": tio.one_hot(y, s.n_classes)}
+
+        def loss(disc: nn.Module, b: Mapping[str, torch.Tensor]) -> torch.Tensor:
+            return F.softplus(-disc(torch.cat([b["x"], b["y"]], 1))[:, 0])
+
+        return GradientModel(self.nets.disc, loss, prepare, name="gan-discriminator")
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         return tio.save_generator(path, "gan", FORMAT, self, self.nets, overwrite)
