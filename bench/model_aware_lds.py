@@ -102,6 +102,7 @@ def main() -> None:
                          models=models)  # fmt: skip
         res["seconds"] = time.perf_counter() - t0
         rows_out.append(res)
+        write_results(a, rows_out)
         for name, v in res["valuers"].items():
             lo, hi = v["lds"]["ci95"]
             extra = ""
@@ -109,6 +110,10 @@ def main() -> None:
                 extra = f"  (credits {v['lds_credit']['mean']:.3f})"
             print(f"seed {seed} {name:24s} LDS {v['lds']['mean']:.3f} [{lo:.3f}, {hi:.3f}]{extra}",
                   flush=True)  # fmt: skip
+
+
+def write_results(a: argparse.Namespace, rows_out: list[dict[str, Any]]) -> None:
+    """The replicates so far, written after each one (a long run keeps what it measured)."""
     tag = a.data.split(":")[-1] + (f"{a.subset}" if a.subset else "")
     out_path = (
         Path(__file__).resolve().parent
@@ -117,7 +122,7 @@ def main() -> None:
     )
     write_json(out_path, {
         "command": "OMP_NUM_THREADS=1 python bench/model_aware_lds.py " + " ".join(
-            f"--{k} {v}" for k, v in vars(a).items()),
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items()),
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
         "replicates": rows_out,
     })  # fmt: skip
