@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from gmvaluator.config import ValueConfig
 from gmvaluator.core.result import ValuationResult
 from gmvaluator.errors import InputError, check_param
 from gmvaluator.modelaware.features import FeatureSettings, GradientFeaturizer, featurize
@@ -41,22 +42,24 @@ from gmvaluator.modelaware.model import LOSS, GradientModel
 from gmvaluator.sources.base import Dataset
 
 METHOD = "model-aware"
+_DEFAULTS = ValueConfig()
 
 
 @dataclass(frozen=True)
 class RescoreSettings:
-    """The re-score's parameters (defaults chosen on the digits, see docs/EVALUATION.md)."""
+    """The re-score's parameters. Those a run sets take their defaults from ``ValueConfig``,
+    the one declaration of them (chosen on the digits, see docs/EVALUATION.md)."""
 
-    candidates: int = 200
+    candidates: int = _DEFAULTS.shortlist
     by_label: bool | None = None
-    ridge: float = 100.0
+    ridge: float = _DEFAULTS.ridge
     kernel_sample: int = 4096
-    output: str = LOSS
+    output: str = _DEFAULTS.model_output
     #: the function differentiated on the training items (D-TRAK: not always the loss)
     train_output: str = LOSS
-    draws: int = 8
-    output_draws: int = 32
-    dim: int = 2048
+    draws: int = _DEFAULTS.draws
+    output_draws: int = _DEFAULTS.output_draws
+    dim: int = _DEFAULTS.gradient_dim
     projection: str = "sparse"
     seed: int = 0
     batch_size: int = 32
