@@ -109,6 +109,12 @@ class ValueConfig:
     target_recall: float = _setting(
         0.99, "index auto: recall@k to tune the index to", valuator="target_recall"
     )
+    expected_queries: int | None = _setting(
+        None,
+        "index auto: generated samples the index will value in all, with later --append runs "
+        "and serve (more favour IVF-PQ's one-time build)",
+        shown="this run's",
+    )
     seed: int = _setting(0, "Random seed", valuator="random_state")
     text_column: str | None = _setting(None, "Text column of Parquet/JSONL")
     train_kind: str | None = _kind_setting("training")

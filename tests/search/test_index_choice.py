@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from gmvaluator import Valuator
@@ -45,3 +47,27 @@ def test_fit_records_why_auto_chose_from_the_query_count(digits_pixels, monkeypa
     assert v.index_params_.reason.startswith(f"auto: n={len(x)}, 500 queries, d=64")
     monkeypatch.setattr(params, "IVFPQ_BUILD_S_PER_N", 1.0)  # a build that never pays
     assert Valuator(k=5).fit(x, n_queries=500).index_params_.kind == "exact"
+
+
+def test_expected_queries_plan_the_index_for_later_runs(cli, tmp_path, monkeypatch):
+    """``--expected-queries`` counts the queries later ``--append`` runs and ``serve`` will
+    make: with a build that 40 queries cannot pay for, 10^6 expected queries make it pay."""
+    monkeypatch.setattr(params, "AUTO_IVFPQ_MIN", 1000)
+    monkeypatch.setattr(params, "IVFPQ_BUILD_S_PER_N", 1e-4)
+    monkeypatch.setattr(params, "IVFPQ_QUERY_S_PER_D", 0.0)
+    monkeypatch.setattr(params, "RECALL_QUERIES", 0)
+
+    def reason(out, *extra):
+        res = cli("value", "--train", "builtin:digits", "--generated", "builtin:digits[:40]",
+                  "--out", out, "--embedder", "pixels", "--k", "5", "--quiet", *extra)  # fmt: skip
+        assert res.exit_code == 0, res.output
+        return json.loads((out / "index" / "index.json").read_text())["index"]
+
+    alone = reason(tmp_path / "alone")
+    assert alone["kind"] == "exact" and "40 queries" in alone["reason"]
+    planned = reason(tmp_path / "planned", "--expected-queries", "1000000")
+    assert planned["kind"] == "ivfpq" and "1000000 queries" in planned["reason"]
+    bad = cli("value", "--train", "builtin:digits", "--generated", "builtin:digits[:40]",
+              "--out", tmp_path / "bad", "--embedder", "pixels",
+              "--expected-queries", "0")  # fmt: skip
+    assert bad.exit_code == 2 and "expected_queries=0" in bad.output

@@ -125,6 +125,7 @@ def value(
     ] = False,
     report: ReportFlag = False,
     target_recall: Annotated[float | None, setting_option("target_recall")] = None,
+    expected_queries: Annotated[int | None, setting_option("expected_queries")] = None,
     engine: Annotated[
         str, typer.Option(help="local, or ray: embed and search on a Ray cluster.")
     ] = "local",
@@ -177,6 +178,7 @@ def value(
         rerank=rerank,
         quality_norm=quality_norm,
         target_recall=target_recall,
+        expected_queries=expected_queries,
         threads=threads,
         device=device,
         runtime=runtime,

@@ -25,6 +25,7 @@ from gmvaluator.core.result import ValuationResult
 from gmvaluator.core.valuator import Valuator, check_same_dim
 from gmvaluator.embed.timing import collect_times
 from gmvaluator.engines import Embedded, Engine, LocalEngine
+from gmvaluator.errors import InputError
 from gmvaluator.files import atomic_path, read_json
 from gmvaluator.quality.registry import read_quality  # noqa: F401  (its old home)
 from gmvaluator.resources import thread_count, use_threads
@@ -90,7 +91,7 @@ def run_value(
         )
         acct = RunAccounting.start(opts, train.dataset, settings, train.source_hash,
                                    cache_root=None if cache is None else Path(cache))  # fmt: skip
-        n_queries = len(generated.dataset)
+        n_queries = planned_queries(len(generated.dataset), cfg.expected_queries)
         valuator, t_index = index_stage(acct.index_view(train), cfg, run, n_queries, progress)
         q = quality_stage(quality, generated.dataset, cfg, progress)
         t0 = time.perf_counter()
@@ -135,6 +136,7 @@ def check_before_embedding(cfg: ValueConfig, quality: str | Path | None) -> dict
     from gmvaluator.quality import describe_quality
 
     check_rerank(cfg.rerank)  # a bad name or a missing model fails before any embedding
+    planned_queries(1, cfg.expected_queries)
     return describe_quality("none" if quality is None else quality, cfg.quality_norm)
 
 
@@ -160,6 +162,20 @@ def embed_sources(
             write_skipped(folder.skipped, skips)
     check_same_dim(train.vectors.shape[1], generated.vectors.shape[1])
     return train, generated
+
+
+def planned_queries(m: int, expected: int | None) -> int:
+    """The queries ``auto`` plans the index for: this run's ``m`` generated samples, or
+    ``expected`` (``--expected-queries``, counting later ``--append`` runs and ``serve``)."""
+    if expected is None:
+        return m
+    if not (isinstance(expected, int) and not isinstance(expected, bool) and expected >= 1):
+        raise InputError(
+            f"expected_queries={expected!r}: give the number of generated samples the index "
+            "will value in all, an int >= 1.",
+            param="expected_queries",
+        )
+    return max(m, expected)
 
 
 def index_stage(
