@@ -106,10 +106,15 @@ def main() -> None:
                 f"{cell['auto_over_best']:9.2f}",
                 flush=True,
             )
+            save(args.results, rows)  # after every cell: a stopped run keeps what it measured
+    print(f"worst auto / best: {save(args.results, rows):.2f} (goal <= 1.20)")
+
+
+def save(path: str, rows: list[dict[str, Any]]) -> float:
+    """Write the cells measured so far, with the machine's state; returns the worst ratio."""
     worst = max(r["auto_over_best"] for r in rows)
-    print(f"worst auto / best: {worst:.2f} (goal <= 1.20)")
     out = {
-        "command": " ".join(sys.argv),
+        "command": "OMP_NUM_THREADS=1 .venv/bin/python " + " ".join(sys.argv),
         "machine": {
             "cpu_count": os.cpu_count(),
             "platform": platform.platform(),
@@ -119,7 +124,8 @@ def main() -> None:
         "cells": rows,
         "worst_auto_over_best": worst,
     }
-    Path(args.results).write_text(json.dumps(out, indent=2) + "\n")
+    Path(path).write_text(json.dumps(out, indent=2) + "\n")
+    return worst
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ model files, and ``gmvaluator value --model FILE.py`` end to end on real digits.
 
 from __future__ import annotations
 
+import io
 import json
 import textwrap
 from pathlib import Path
@@ -11,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
 from gmvaluator.errors import InputError
 from gmvaluator.modelaware import Examples, GradientModel, load_model_file
@@ -29,6 +31,7 @@ GENERATED = "builtin:digits[1700:1720]"
 #: A small class-conditional autoencoder on 8x8 digits, as a user's model file would define it.
 MODEL_FILE = """
 import torch
+from PIL import Image
 from torch import nn
 from gmvaluator.modelaware import GradientModel
 
@@ -252,6 +255,17 @@ def test_value_with_a_model_file_end_to_end(cli, trained, tmp_path: Path) -> Non
     assert cli("report", out).exit_code == 0
     page = (out / "report" / "index.html").read_text()
     assert "model-aware" in page
+    # the service answers training-free credits, says so, and keeps them out of the ledger
+    from gmvaluator.service.attributor import Attributor, ConflictError
+
+    service = Attributor.from_run(out)
+    png = io.BytesIO()
+    Image.fromarray(np.asarray(load_source("builtin:digits[5:6]").items.array)[0]).save(png, "PNG")
+    answer = service.attribute_image(png.getvalue())
+    assert answer["method"] == "training-free" and answer["run_method"] == "model-aware"
+    with pytest.raises(ConflictError, match="mix two methods"):
+        service.attribute_image(png.getvalue(), record=True)
+    service.close()
 
 
 def test_an_ensemble_averages_the_checkpoints_scores(cli, trained, tmp_path: Path) -> None:

@@ -184,7 +184,7 @@ def test_the_http_layer_answers_what_the_attributor_answers(vector_attributor, s
         assert status == 200 and out == json.loads(json.dumps(want))
         assert request(port, "GET", "/health") == (200, {
             "status": "ok", "run_id": "run-v", "kind": "embedding", "embedder": "vectors",
-            "n_train": 200, "k": 4, "recording": False,
+            "n_train": 200, "k": 4, "recording": False, "run_method": "training-free",
         })  # fmt: skip
         status, out = request(port, "POST", "/attribute/embedding",
                               json.dumps({**sample, "record": True}), as_json)  # fmt: skip

@@ -45,7 +45,12 @@ class KindError(InputError):
 
 
 class ConflictError(InputError):
-    """A generated id already recorded in the ledger for other content."""
+    """A generated id already recorded in the ledger for other content, or credits the run's
+    ledger must not hold (training-free credits of a model-aware run)."""
+
+
+#: What the service's credits are: the training-free rule, whatever method the run used.
+METHOD = "training-free"
 
 
 #: Highest quality a request may send, unless the run's own scores go higher.
@@ -71,11 +76,15 @@ class Attributor:
         n_candidates: int | None = None,
         train_items: Any = None,
         max_quality: float = MAX_QUALITY,
+        run_method: str = METHOD,
     ) -> None:
         """``rerank`` and ``n_candidates`` are the run's; the re-ranks that compare images
         (``sscd``, ``lpips``, ...) read the candidates from ``train_items``, the training
-        source. A request's quality must lie in [0, ``max_quality``]."""
+        source. A request's quality must lie in [0, ``max_quality``]. ``run_method`` is how the
+        run's own credits were made: the service answers training-free credits, and a
+        model-aware run's ledger does not take them."""
         self.max_quality = float(max_quality)
+        self.run_method = run_method
         self.valuator = valuator
         self.credit_rule: CreditRule = valuator.credit_rule_
         # (embedder, descriptors of training rows: rows -> (len, dim)) when near copies are
@@ -137,6 +146,7 @@ class Attributor:
             n_candidates=settings.get("n_candidates"),
             train_items=train_items,
             max_quality=run_max_quality(folder) if max_quality is None else max_quality,
+            run_method="model-aware" if settings.get("model") else METHOD,
         )
 
     # -- lookups ------------------------------------------------------------------------------
@@ -186,6 +196,12 @@ class Attributor:
             )
         if not np.isfinite(vec).all():
             raise InputError("the sample embeds to non-finite values; it cannot be matched.")
+        if record and self.run_method != METHOD:
+            raise ConflictError(
+                f"this run's credits are {self.run_method} and the service's are {METHOD}, so "
+                "record=true would mix two methods in one ledger; value the new samples with "
+                "`gmvaluator value RUN --append --generated SOURCE --model FILE.py` instead."
+            )
         sha = hashlib.sha256(content).hexdigest()
         gid = generated_id or f"sha256:{sha[:16]}"
         dist, rows = self._matches(vec, item, gid)
@@ -197,6 +213,8 @@ class Attributor:
             "generated_id": gid,
             "generated_sha256": sha,
             "run_id": self.run_id,
+            "method": METHOD,
+            "run_method": self.run_method,
             "k": len(matches),
             "quality": float(quality),
             "share": float(lookup.share[0]) if lookup.share is not None else 1.0,

@@ -56,6 +56,10 @@ class Attribution(BaseModel):
     generated_id: str
     generated_sha256: str
     run_id: str
+    method: str = Field(description="How these credits were made: training-free.")
+    run_method: str = Field(
+        description="How the run's own credits were made: training-free or model-aware."
+    )
     k: int
     quality: float
     share: float = Field(description="Attributable share a_j: the part of q_j handed out.")
@@ -77,7 +81,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     for code, text in {
         400: "Unreadable content, or a request the service cannot serve.",
         401: "A missing or wrong token, or record=true on a service started without one.",
-        409: "The id is recorded already for other content.",
+        409: "The id is recorded already for other content, or record=true on a model-aware run.",
         413: "The body is larger than the service's limit.",
         415: "The wrong content type.",
         422: "Invalid or out-of-range fields, or a sample of another kind than the run's.",
@@ -194,6 +198,7 @@ def _add_routes(app: FastAPI, attributor: Attributor) -> None:
             "n_train": len(attributor.rights.ids),
             "k": attributor.valuator.k,
             "recording": attributor.ledger_target is not None,
+            "run_method": attributor.run_method,
         }
 
     @app.get("/docs", include_in_schema=False)
