@@ -71,3 +71,31 @@ def test_diffusion_loss_is_seeded_and_a_gan_has_none(digits_images):
     gan = train_reference("gan", x[:200], y[:200], n_classes=10, epochs=1)
     with pytest.raises(InputError, match="CGAN has no likelihood"):
         reference_loss(gan, x[:20], y[:20])
+
+
+def test_diffusion_draws_cover_the_schedule_evenly(digits_images):
+    """The reference loss visits every step (its average is exact over the steps), and the
+    gradient model's draws of one item spread over the schedule rather than clumping."""
+    import torch
+
+    from gmvaluator.evaluate.generators import diffusion as dm
+
+    gen = torch.Generator().manual_seed(0)
+    steps = [int(dm._stratified_steps(1, gen, d, 10, 10)[0]) for d in range(10)]
+    assert steps == list(range(10))  # D = steps: each step once
+    quarters = [int(dm._stratified_steps(1, gen, d, 4, 100)[0]) // 25 for d in range(4)]
+    assert quarters == [0, 1, 2, 3]  # D = 4: one step in each quarter
+    x, y = digits_images
+    model = dm.train_diffusion(x[:100], y[:100], n_classes=10, epochs=1, steps=20)
+    gm = model.gradient_model()
+    assert gm.name == "diffusion/stratified" and gm.noise_takes_draw()
+    drawn = [int(gm.noise(1, gen, draw=d, draws=5)["t"][0]) // 4 for d in range(5)]
+    assert drawn == [0, 1, 2, 3, 4]
+    assert model.gradient_model(timesteps="random").name == "diffusion"
+    with pytest.raises(InputError, match="timesteps"):
+        model.gradient_model(timesteps="every")
+    # one draw per step and the same noise: the loss is the mean of the per-step losses
+    full = model.loss(x[:5], y[:5], n_draws=20, seed=1)
+    assert full.shape == (5,) and np.isfinite(full).all()
+    with pytest.raises(InputError, match="n_draws"):
+        model.loss(x[:5], y[:5], n_draws=0)

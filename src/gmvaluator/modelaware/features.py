@@ -150,6 +150,7 @@ class GradientFeaturizer:
         #: per-parameter factors applied before the projection (None: none)
         self.scale: Any = None
         self._vmap_ok: bool | None = None
+        self._noise_told = model.noise_takes_draw()
         self._torch = torch
 
     def fingerprint(self) -> dict[str, Any]:
@@ -218,10 +219,11 @@ class GradientFeaturizer:
         if self.model.noise is None:
             return {}
         torch = self._torch
+        told = {"draw": draw, "draws": self.settings.draws} if self._noise_told else {}
         parts = []
         for key in keys.tolist():
             gen = torch.Generator().manual_seed(_mix(self.settings.seed, key, draw))
-            parts.append(dict(self.model.noise(1, gen)))
+            parts.append(dict(self.model.noise(1, gen, **told)))
         return {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
 
     def raw(self, examples: Examples, keys: np.ndarray) -> Any:

@@ -12,7 +12,9 @@ A ``GradientModel`` holds
 - ``noise(n, generator) -> batch`` (optional): the random draws a stochastic loss uses (a VAE's
   latent noise, a diffusion model's step and noise), drawn from a generator the re-score seeds
   per example, so an item's features never depend on the batch it was in; the loss reads them
-  from the batch;
+  from the batch. A ``noise`` that also takes the keywords ``draw`` and ``draws`` is told which
+  of the example's draws it makes (0 to draws - 1), so it can stratify them (a diffusion
+  model's steps spread evenly over the draws);
 - ``outputs`` (optional): other functions of the same signature to differentiate for the
   generated samples, by name (a diffusion model's D-TRAK output, for example); ``"loss"`` is
   the loss itself.
@@ -94,6 +96,18 @@ class GradientModel:
                 param="output",
             )
         return self.outputs[name]
+
+    def noise_takes_draw(self) -> bool:
+        """Whether ``noise`` accepts the keywords ``draw`` and ``draws``."""
+        if self.noise is None:
+            return False
+        try:
+            params = inspect.signature(self.noise).parameters
+        except (TypeError, ValueError):
+            return False
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return True
+        return "draw" in params and "draws" in params
 
     def fingerprint(self) -> str:
         """A SHA-256 over the module's parameters and buffers (names, shapes, bytes) and the

@@ -25,6 +25,8 @@ from gmvaluator.evaluate.generators._checks import check_data, check_sample, is_
 from gmvaluator.modelaware.model import Examples, GradientModel
 
 FORMAT = "gmvaluator.diffusion/1"
+#: How the gradient model's noise draws pick their steps (``CDiffusion.gradient_model``).
+TIMESTEPS = ("stratified", "random")
 _T_EMB = 32
 
 
@@ -95,27 +97,40 @@ class CDiffusion:
         return px.reshape(len(y), s.height, s.width)
 
     def loss(
-        self, images: np.ndarray, labels: np.ndarray, *, n_draws: int = 8, seed: int = 0
+        self, images: np.ndarray, labels: np.ndarray, *, n_draws: int | None = None, seed: int = 0
     ) -> np.ndarray:
-        """Per-image denoising loss (summed squared noise error), averaged over seeded draws."""
+        """Per-image denoising loss (summed squared noise error), averaged over seeded draws.
+
+        Draw d of D takes a step from the d-th of D equal slices of the schedule, so the draws
+        cover the noise levels evenly: with D a multiple of ``steps`` (default: ``steps``, each
+        step once) the average is exact over the steps and random only in the noise."""
         s = self.settings
+        n_draws = s.steps if n_draws is None else n_draws
+        check_param("CDiffusion.loss", "n_draws", n_draws, is_int(n_draws) and n_draws >= 1,
+                    "an int >= 1")  # fmt: skip
         x_np, y = check_data(images, labels, s.n_classes, "CDiffusion.loss", (s.height, s.width))
         gen = tio.seeded(seed)
         x0 = tio.to_unit(x_np) * 2 - 1
         oh = tio.one_hot(y, s.n_classes)
         total = torch.zeros(len(x0), dtype=torch.float64)
         with torch.inference_mode():
-            for _ in range(n_draws):
-                t = torch.randint(0, self.settings.steps, (len(x0),), generator=gen)
+            for draw in range(n_draws):
+                t = _stratified_steps(len(x0), gen, draw, n_draws, s.steps)
                 err = _denoise_error(self.net, x0, t, oh, self.alpha_bar, gen)
                 total += err.double()
         return (total / n_draws).numpy()
 
-    def gradient_model(self) -> GradientModel:
-        """The model-aware re-score's view of this DDPM: the denoising loss at a random step
-        and noise (its noise draws) as ``loss``; D-TRAK's output functions ``square`` (the
-        squared norm of the predicted noise) and ``mean`` (its mean) as alternatives for the
-        generated samples. Items are greyscale images of the training size with class labels."""
+    def gradient_model(self, timesteps: str = "stratified") -> GradientModel:
+        """The model-aware re-score's view of this DDPM: the denoising loss at a step and a
+        noise (its noise draws) as ``loss``; D-TRAK's output functions ``square`` (the squared
+        norm of the predicted noise) and ``mean`` (its mean) as alternatives for the generated
+        samples. Items are greyscale images of the training size with class labels.
+
+        ``timesteps``: ``stratified`` (draw d of D takes a step drawn uniformly from the d-th
+        of D equal slices of the schedule, so the draws cover every noise level evenly) or
+        ``random`` (each draw a uniform step)."""
+        check_param("CDiffusion.gradient_model", "timesteps", timesteps,
+                    timesteps in TIMESTEPS, f"one of {', '.join(TIMESTEPS)}")  # fmt: skip
         s = self.settings
         alpha_bar = self.alpha_bar
 
@@ -125,8 +140,13 @@ class CDiffusion:
                            "CDiffusion", (s.height, s.width))[1]  # fmt: skip
             return {"x0": tio.to_unit(x) * 2 - 1, "y": tio.one_hot(y, s.n_classes)}
 
-        def noise(n: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
-            t = torch.randint(0, s.steps, (n,), generator=gen)
+        def noise(
+            n: int, gen: torch.Generator, draw: int = 0, draws: int = 1
+        ) -> dict[str, torch.Tensor]:
+            if timesteps == "stratified":
+                t = _stratified_steps(n, gen, draw, draws, s.steps)
+            else:
+                t = torch.randint(0, s.steps, (n,), generator=gen)
             return {"t": t, "noise": torch.randn((n, s.height * s.width), generator=gen)}
 
         def predicted(net: _Denoiser, b: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -145,7 +165,8 @@ class CDiffusion:
             return predicted(net, b).mean(1)
 
         outputs = {"square": square, "mean": mean}
-        return GradientModel(self.net, loss, prepare, noise, outputs, name="diffusion")
+        name = "diffusion" if timesteps == "random" else f"diffusion/{timesteps}"
+        return GradientModel(self.net, loss, prepare, noise, outputs, name=name)
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         return tio.save_generator(path, "diffusion", FORMAT, self, self.net, overwrite)
@@ -156,6 +177,15 @@ class CDiffusion:
             path, "diffusion", FORMAT, cls, DiffusionSettings, _Denoiser
         )
         return model
+
+
+def _stratified_steps(
+    n: int, gen: torch.Generator, draw: int, draws: int, steps: int
+) -> torch.Tensor:
+    """``n`` steps drawn uniformly from the ``draw``-th of ``draws`` equal slices of
+    0..steps-1 (each slice's share of every step is its overlap with it)."""
+    u = torch.rand((n,), generator=gen, dtype=torch.float64)
+    return ((draw + u) * steps / draws).long().clamp(0, steps - 1)
 
 
 def _denoise_error(
