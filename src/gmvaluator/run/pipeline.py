@@ -25,7 +25,7 @@ from gmvaluator.core.result import ValuationResult
 from gmvaluator.core.valuator import Valuator, check_same_dim
 from gmvaluator.embed.timing import collect_times
 from gmvaluator.engines import Embedded, Engine, LocalEngine
-from gmvaluator.errors import InputError
+from gmvaluator.errors import check_param
 from gmvaluator.files import atomic_path, read_json
 from gmvaluator.quality.registry import read_quality  # noqa: F401  (its old home)
 from gmvaluator.resources import thread_count, use_threads
@@ -169,12 +169,9 @@ def planned_queries(m: int, expected: int | None) -> int:
     ``expected`` (``--expected-queries``, counting later ``--append`` runs and ``serve``)."""
     if expected is None:
         return m
-    if not (isinstance(expected, int) and not isinstance(expected, bool) and expected >= 1):
-        raise InputError(
-            f"expected_queries={expected!r}: give the number of generated samples the index "
-            "will value in all, an int >= 1.",
-            param="expected_queries",
-        )
+    ok = isinstance(expected, int) and not isinstance(expected, bool) and expected >= 1
+    check_param("gmvaluator value", "expected_queries", expected, ok,
+                "an int >= 1, the generated samples the index will value in all")  # fmt: skip
     return max(m, expected)
 
 
